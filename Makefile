@@ -1,0 +1,29 @@
+# Stellar-Bench: the two set-up commands.
+#   make demo   build the real-photo demo dataset, run the sanity methods, check (offline)
+#   make test   the offline test suite
+# Both create .venv if absent and install what they need. Override PYTHON or TORCH_SPEC if needed.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+PIP = $(VENV)/bin/pip
+STAMP = $(VENV)/.stellar-installed
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q $(TORCH_SPEC)
+	$(PIP) install -q -e '.[dev,fixtures]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/stellar demo --out demo-out
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 STELLAR_OFFLINE=1 $(VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf demo-out .pytest_cache

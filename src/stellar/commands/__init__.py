@@ -1,0 +1,1 @@
+"""Command groups of the ``stellar`` CLI; each module exposes ``register(subparsers)``."""

@@ -1,0 +1,28 @@
+"""Helpers shared by the command modules: printing problems and summaries."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from stellar.data.problems import Problem, count
+
+
+def print_problems(problems: list[Problem], *, limit: int = 200, file=sys.stdout) -> None:
+    """Errors first, then warnings; at most ``limit`` of each kind, with the rest counted."""
+    for severity in ("error", "warning"):
+        items = [p for p in problems if p.severity == severity]
+        for p in items[:limit]:
+            print(p, file=file)
+        if len(items) > limit:
+            print(f"... and {len(items) - limit} more {severity}s", file=file)
+    print(f"{count(problems, 'error')} error(s), {count(problems, 'warning')} warning(s)", file=file)
+
+
+def print_json(obj) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False, default=str))
+
+
+def split_list(text: str | None) -> list[str]:
+    """``"T,H"`` -> ``["T", "H"]``; empty/None -> ``[]``."""
+    return [t.strip() for t in (text or "").split(",") if t.strip()]

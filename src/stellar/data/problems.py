@@ -1,0 +1,40 @@
+"""Validation findings: every problem names its file and the fix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of a validation: ``severity`` ``path``: ``message`` (fix: ``fix``)."""
+
+    severity: Severity
+    path: str
+    message: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.severity.upper():7s} {self.path}: {self.message}"
+        if self.fix:
+            text += f"\n        fix: {self.fix}"
+        return text
+
+    def to_dict(self) -> dict:
+        return {"severity": self.severity, "path": self.path, "message": self.message, "fix": self.fix}
+
+
+def error(path: str | Path, message: str, fix: str = "") -> Problem:
+    return Problem("error", str(path), message, fix)
+
+
+def warning(path: str | Path, message: str, fix: str = "") -> Problem:
+    return Problem("warning", str(path), message, fix)
+
+
+def count(problems: list[Problem], severity: Severity) -> int:
+    return sum(p.severity == severity for p in problems)

@@ -1,0 +1,85 @@
+"""Helpers that write small synthetic datasets and generated sets, for tests and benchmarks.
+
+Synthetic photos are coloured noise with a bright ellipse ("head") and its mask: they exercise the
+formats, not the face models (the real-photo fixture in :mod:`stellar.data.samples` does that).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from stellar.data import layout
+
+T_TEMPLATES = (
+    ("{} riding a horse in the jungle", ["horse", "jungle"], ["animal", "location"]),
+    ("{} holding an umbrella next to a car", ["umbrella", "car"], ["object", "vehicle"]),
+    ("{} as a doctor in a hospital", ["doctor", "hospital"], ["profession", "location"]),
+    ("{} eating a pizza at the beach", ["pizza", "beach"], ["food", "location"]),
+)
+H_TEMPLATES = ("a portrait of {} smiling at sunset", "{} reading a book in a cosy library")
+
+
+def synthetic_photo(rng: np.random.Generator, size: int = 128) -> tuple[Image.Image, Image.Image]:
+    """(RGB photo, palette mask with the 'head' ellipse = 1)."""
+    arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = size * rng.uniform(0.4, 0.6), size * rng.uniform(0.4, 0.6)
+    inside = ((yy - cy) / (size * 0.3)) ** 2 + ((xx - cx) / (size * 0.22)) ** 2 <= 1
+    arr[inside] = rng.integers(150, 256, 3, dtype=np.uint8)
+    mask = Image.fromarray(inside.astype(np.uint8), "P")
+    mask.putpalette([0, 0, 0, 255, 255, 255] + [0, 0, 0] * 254)
+    return Image.fromarray(arr, "RGB"), mask
+
+
+def make_synthetic_dataset(
+    root: str | Path,
+    n_subjects: int = 3,
+    *,
+    photos: int = 2,
+    t_prompts: int = 4,
+    h_prompts: int = 2,
+    size: int = 128,
+    first_id: int = 0,
+    seed: int = 0,
+) -> Path:
+    """Write an official-layout dataset of ``n_subjects`` subjects ``NNN/`` starting at ``first_id``.
+
+    Subjects in the val range (200–399) get only Stellar-T prompts, as in the official release.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    (root / layout.OBJECTS_FILE).write_text("\n".join(sorted({d for _, ds, _ in T_TEMPLATES for d in ds})) + "\n")
+    for s in range(first_id, first_id + n_subjects):
+        folder = root / f"{s:03d}"
+        folder.mkdir(exist_ok=True)
+        for i in range(photos):
+            photo, mask = synthetic_photo(rng, size)
+            photo.save(folder / f"{i}.jpg", quality=90)
+            mask.save(folder / layout.mask_name(i))
+            attributes = {name: int(rng.choice([-1, 1])) for name in layout.CELEBA_ATTRIBUTES}
+            (folder / layout.attributes_name(i)).write_text(
+                json.dumps(
+                    {
+                        "attributes": attributes,
+                        "finegrained_attributes": {},
+                        "identity": str(1000 + s),
+                        "original_filename": f"{2 * s + i}.jpg",
+                    }
+                )
+            )
+        picks = [T_TEMPLATES[k % len(T_TEMPLATES)] for k in range(t_prompts)]
+        (folder / layout.PROMPTS_T_FILE).write_text(
+            json.dumps(
+                {"prompts": [p for p, _, _ in picks], "detectables": [d for _, d, _ in picks], "categories": [c for _, _, c in picks]}
+            )
+        )
+        if layout.official_split(f"{s:03d}") == "test" and h_prompts:
+            (folder / layout.PROMPTS_H_FILE).write_text(
+                json.dumps({"prompts": [H_TEMPLATES[k % len(H_TEMPLATES)] for k in range(h_prompts)]})
+            )
+    return root
