@@ -1,0 +1,201 @@
+"""Identity metrics IPS, SIS, APS and the exclusion rule (DESIGN §6.1–6.4, Stellar arXiv 2312.06116 §4).
+
+Pure functions over face embeddings (L2-normalised rows) and CLIP similarities; no model, no disk.
+
+Notation: job *i* has generated image g_i, input photo x_i, subject photos R(s_i) ∋ x_i.
+
+- **IPS_i** = max_{a ∈ faces(g_i), b ∈ faces(x_i)} cos(a, b); 0 when either side has no face
+  (status ``no_face_generated`` / ``no_face_reference``).
+- **SIS_i** = min_{r ∈ R(s_i)} IPS(g_i, r) ≤ IPS_i. A photo of the subject without a face makes
+  SIS_i = 0 (the worst case is unknown, so it is not better than 0), with status ``no_face_reference``.
+- **Exclusion** (metric-exploitation penalty): followed_i ⇔ CLIP_T_i > CLIP_N_i + 2σ with
+  σ = std(CLIP_N, ddof=1) over the evaluated set; where not followed, IPS_i = SIS_i = 0 and the APS
+  prediction counts as wrong.
+- **APS**: for each of the 8 attributes with both classes among the evaluated jobs' input labels, a
+  logistic-regression probe (scikit-learn defaults) is fit on the input photos' largest-face
+  embeddings → labels, one row per evaluated job — implemented as unique photos weighted by their
+  job count, which is the same objective; predictions on the generated images' largest faces, a
+  missing face (or an excluded image) counts as the wrong class; score = ROC-AUC of the hard ±1
+  predictions against the input labels; APS = mean over attributes.
+
+Deviations from the official code (DESIGN §6.9) on purpose: an input photo without a face is left
+out of the probe's training rows instead of crashing; an excluded image without a face stays a
+*wrong* prediction; single-class attributes are skipped and reported, never silently averaged.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+NO_FACE_GENERATED = "no_face_generated"
+NO_FACE_REFERENCE = "no_face_reference"
+OK = "ok"
+
+
+def _as_faces(x: np.ndarray | None) -> np.ndarray:
+    if x is None:
+        return np.zeros((0, 0), dtype=np.float32)
+    x = np.asarray(x, dtype=np.float32)
+    return x.reshape(0, 0) if x.size == 0 else np.atleast_2d(x)
+
+
+def identity_preservation(generated: np.ndarray | None, reference: np.ndarray | None) -> tuple[float, str]:
+    """IPS of one image: ``(max cosine over face pairs, status)``.
+
+    Args:
+        generated: (n, D) L2-normalised embeddings of the faces in the generated image (n may be 0).
+        reference: (m, D) embeddings of the faces in the input photo.
+
+    Returns:
+        ``(score, status)``; ``(0.0, "no_face_generated")`` / ``(0.0, "no_face_reference")`` when a side is empty.
+
+    >>> identity_preservation(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[0.6, 0.8]]))
+    (0.8, 'ok')
+    """
+    g, r = _as_faces(generated), _as_faces(reference)
+    if len(g) == 0:
+        return 0.0, NO_FACE_GENERATED
+    if len(r) == 0:
+        return 0.0, NO_FACE_REFERENCE
+    if g.shape[1] != r.shape[1]:
+        raise ValueError(f"embedding sizes differ: generated {g.shape[1]}, reference {r.shape[1]} (different face models?)")
+    return float(np.max(g @ r.T)), OK
+
+
+def stability_of_identity(generated: np.ndarray | None, references: Sequence[np.ndarray | None]) -> tuple[float, str]:
+    """SIS of one image: ``min over the subject's photos of IPS(generated, photo)``.
+
+    >>> g = np.array([[1.0, 0.0]])
+    >>> stability_of_identity(g, [np.array([[1.0, 0.0]]), np.array([[0.6, 0.8]])])
+    (0.6, 'ok')
+    """
+    if not references:
+        raise ValueError("SIS needs at least one reference photo")
+    scores = [identity_preservation(generated, r) for r in references]
+    for status in (NO_FACE_GENERATED, NO_FACE_REFERENCE):
+        if any(s == status for _, s in scores):
+            return 0.0, status
+    return min(v for v, _ in scores), OK
+
+
+def exclusion_threshold(clip_n: np.ndarray) -> float:
+    """σ of the rule: sample standard deviation (ddof = 1) of CLIP_N over the evaluated set."""
+    clip_n = np.asarray(clip_n, dtype=np.float64)
+    if clip_n.size < 2:
+        raise ValueError("the exclusion rule needs at least 2 evaluated images to estimate σ")
+    return float(np.std(clip_n, ddof=1))
+
+
+def followed_prompt(clip_t: np.ndarray, clip_n: np.ndarray, sigma: float | None = None) -> np.ndarray:
+    """followed_i ⇔ CLIP_T_i > CLIP_N_i + 2σ (σ from :func:`exclusion_threshold` unless given)."""
+    clip_t, clip_n = np.asarray(clip_t, dtype=np.float64), np.asarray(clip_n, dtype=np.float64)
+    if sigma is None:
+        sigma = exclusion_threshold(clip_n)
+    return clip_t > clip_n + 2.0 * sigma
+
+
+def apply_exclusion(scores: np.ndarray, followed: np.ndarray | None) -> np.ndarray:
+    """Scores with non-followed images set to 0; ``followed=None`` (rule not applied) returns them as-is."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if followed is None:
+        return scores.copy()
+    return np.where(np.asarray(followed, dtype=bool), scores, 0.0)
+
+
+@dataclass
+class APSResult:
+    """Dataset-level APS with its per-attribute parts and a per-image diagnostic."""
+
+    score: float  # mean AUC over the attributes that could be scored (NaN if none)
+    per_attribute: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # attribute -> why (single class, no training faces)
+    per_image: np.ndarray = field(default_factory=lambda: np.zeros(0))  # fraction of scored attributes predicted right
+    predictions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n_jobs, n_attributes) ±1, 0 = not scored
+
+
+def _roc_auc_hard(labels: np.ndarray, predictions: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score(labels, predictions))
+
+
+def attribute_preservation(
+    reference_features: np.ndarray,
+    labels: np.ndarray,
+    generated_features: np.ndarray,
+    attributes: Sequence[str],
+    *,
+    photo_ids: Sequence[object] | None = None,
+    followed: np.ndarray | None = None,
+) -> APSResult:
+    """APS over the evaluated jobs.
+
+    Args:
+        reference_features: (N, D) largest-face embedding of each job's input photo; a row of NaN
+            where the photo has no face (left out of the probe's training rows).
+        labels: (N, A) the input photo's CelebA labels (±1) for ``attributes``; 0 = unknown
+            (excluded from training and scoring for that attribute).
+        generated_features: (N, D) largest-face embedding of each generated image; NaN rows = no face.
+        attributes: the A attribute names.
+        photo_ids: (N,) identifier of each job's input photo; rows of one photo are merged into one
+            weighted training row (same objective, faster). Default: every row is its own photo.
+        followed: (N,) exclusion-rule outcome; ``False`` forces a wrong prediction. None = rule not applied.
+
+    Returns:
+        :class:`APSResult`.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    ref = np.asarray(reference_features, dtype=np.float64)
+    gen = np.asarray(generated_features, dtype=np.float64)
+    y = np.asarray(labels, dtype=np.int64)
+    n = len(ref)
+    if gen.shape[0] != n or y.shape != (n, len(attributes)):
+        raise ValueError(f"shapes disagree: reference {ref.shape}, generated {gen.shape}, labels {y.shape}, {len(attributes)} attributes")
+    followed_mask = np.ones(n, dtype=bool) if followed is None else np.asarray(followed, dtype=bool)
+    ref_has_face = ~np.isnan(ref).any(axis=1) if ref.ndim == 2 and ref.size else np.zeros(n, dtype=bool)
+    gen_usable = (~np.isnan(gen).any(axis=1) if gen.size else np.zeros(n, dtype=bool)) & followed_mask
+    ids = np.arange(n) if photo_ids is None else np.asarray([str(p) for p in photo_ids])
+
+    predictions = np.zeros((n, len(attributes)), dtype=np.int64)
+    per_attribute: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    for a, name in enumerate(attributes):
+        known = y[:, a] != 0
+        train = known & ref_has_face
+        classes = set(y[known, a].tolist())
+        if classes != {-1, 1}:
+            skipped[name] = f"single class among evaluated input photos ({sorted(classes)})"
+            continue
+        if set(y[train, a].tolist()) != {-1, 1}:
+            skipped[name] = "fewer than two classes among input photos with a detected face"
+            continue
+        # one weighted row per unique photo == one row per job (duplicated rows)
+        uniq, first, counts = np.unique(ids[train], return_index=True, return_counts=True)
+        rows = np.flatnonzero(train)[first]
+        probe = LogisticRegression()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # lbfgs may stop at max_iter on tiny sets; defaults are the spec
+            probe.fit(ref[rows], y[rows, a], sample_weight=counts.astype(np.float64))
+        pred = np.zeros(n, dtype=np.int64)
+        if gen_usable.any():
+            pred[gen_usable] = probe.predict(gen[gen_usable])
+        # no face / excluded: the wrong class, never a lucky right one (DESIGN §6.9)
+        pred[~gen_usable] = -y[~gen_usable, a]
+        pred[~known] = 0
+        predictions[:, a] = pred
+        per_attribute[name] = _roc_auc_hard(y[known, a], pred[known])
+    scored = [a for a, name in enumerate(attributes) if name in per_attribute]
+    if scored:
+        right = (predictions[:, scored] == y[:, scored]) & (y[:, scored] != 0)
+        denom = (y[:, scored] != 0).sum(axis=1)
+        per_image = np.where(denom > 0, right.sum(axis=1) / np.maximum(denom, 1), np.nan)
+        score = float(np.mean(list(per_attribute.values())))
+    else:
+        per_image = np.full(n, np.nan)
+        score = float("nan")
+    return APSResult(score, per_attribute, skipped, per_image, predictions)
