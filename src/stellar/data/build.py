@@ -1,0 +1,1073 @@
+"""Build the official Stellar layout from CelebAMask-HQ (or CelebA-Dialog HQ) + the gated Stellar files.
+
+``stellar dataset build --celebahq SRC --stellar-files GATED --out STELLAR [--link]``
+
+The Stellar dataset (DESIGN §5) is 400 CelebAMask-HQ identities with two photos each. The photos,
+masks and CelebA labels are not redistributed: this module assembles them from a local copy of
+CelebAMask-HQ plus the gated files the Stellar authors hand out. It only *reads* the source.
+
+Inputs
+======
+
+Gated Stellar files (``GATED/``):
+
+- ``celebahq_ids.txt``: one header line, then ``<celebahq_index>.jpg,<test|val>`` per line. A first
+  line that already parses as a row is taken as data (some copies lack the header).
+- ``stellar_t.json``: ``{"000": {"prompts": [...], "detectables": [[...]], "categories": [[...]]}, ...}``
+  keyed by the subject folder it belongs to; every subject must have an entry.
+- ``stellar_h.json``: ``{"000": {"prompts": [...]} or [...], ...}``; every *test* subject must have
+  an entry (val subjects have Stellar-T prompts only in the official release, but an entry is
+  written if present).
+- ``objects.txt``: the detectable vocabulary, copied byte for byte.
+
+Source, CelebAMask-HQ release (Lee et al., MaskGAN, CVPR 2020; its ``README.txt``)::
+
+    SRC/CelebA-HQ-img/{k}.jpg                               1024x1024 photos, k = 0..29999
+    SRC/CelebAMask-HQ-mask-anno/{k // 2000}/{k:05d}_{part}.png   512x512 binary part masks
+    SRC/CelebAMask-HQ-attribute-anno.txt                    "30000" / 40 names / "k.jpg v1 ... v40" (±1)
+    SRC/CelebA-HQ-to-CelebA-mapping.txt                     "idx orig_idx orig_file" / "0 119613 119614.jpg"
+    identity_CelebA.txt (CelebA, --celeba-identity)         "000001.jpg 2880" = CelebA file -> identity
+
+Source, CelebA-Dialog HQ repackaging (Jiang et al., Talk-to-Edit, ICCV 2021; github
+ziqihuangg/CelebA-Dialog README), which the official Stellar instructions use::
+
+    SRC/image/{k}.jpg                                       the 30,000 CelebA-HQ photos
+    SRC/identity/identity_CelebA-HQ.txt                     "k.jpg identity" per line
+    SRC/classification_label/CelebAMask-HQ-attribute-anno.txt    as above
+    SRC/classification_label/combined_annotation_hq.txt     fine-grained labels (header + "k.jpg\\t...")
+    SRC/mask/CelebAMask-HQ-mask-color-palette/{k}.png       combined 512x512 "colorized" masks
+
+Copies of both releases differ in where the zip files were unpacked, so every input has a short
+list of documented candidate locations (:data:`_CANDIDATES`), tried in order; the mask folders are
+also searched for by name (bounded depth) because the Dialog colour-mask zip unpacks into a deep
+absolute path. A missing input raises :class:`~stellar.errors.DatasetError` naming what was expected
+where. Identities come from an HQ identity file when the source has one, else from the
+HQ->CelebA mapping plus CelebA's ``identity_CelebA.txt`` (``--celeba-identity``, or found in the
+source). Text tables are parsed by whitespace (tabs or runs of spaces), with an optional count line
+and an optional column-name header; rows are keyed by the integer of their file name, so
+``119614.jpg`` and ``119614`` and zero-padded forms match. Only rows the build needs are validated, and
+a malformed one is reported with its file and line number.
+
+Masks
+=====
+
+The 19 CelebAMask-HQ labels: 0 background, 1 skin, 2 nose, 3 eye_g, 4 l_eye, 5 r_eye, 6 l_brow,
+7 r_brow, 8 l_ear, 9 r_ear, 10 mouth, 11 u_lip, 12 l_lip, 13 hair, 14 hat, 15 ear_r, 16 neck_l,
+17 neck, 18 cloth.
+
+- Part masks are combined as CelebAMask-HQ's own ``g_mask.py`` does: parts in label order, a pixel
+  belongs to a part where its mask is non-zero, later parts overwrite earlier ones.
+- Colour masks: a palette PNG whose indices are all ≤ 18 is read as label indices (the Dialog README
+  reads them with ``np.array(Image.open(f))``); otherwise (RGB, or other indices) each pixel's colour
+  is mapped back through the Dialog colour list. A non-black colour that is not in the list is kept
+  as subject with label 255 (white) and counted in a warning; black is background. Greyscale masks:
+  values ≤ 18 are labels, larger values are subject (255).
+- Output ``N_bg.png`` = palette PNG of label indices with the CelebA-Dialog colours, so the parts
+  are preserved and "subject = value > 0" (DESIGN §5) holds. Masks keep their 512x512 resolution
+  (readers resize with nearest neighbour). A photo with no mask file / no part files gets no
+  ``_bg.png`` (the layout allows absent masks) and a warning.
+
+Output and guarantees
+=====================
+
+Subjects are ordered by (split, CelebA identity id) with test first and numbered ``000``, ``001``,
+...; a subject's photos by ascending CelebA-HQ index -> ``0.jpg``, ``1.jpg``. With the real files this
+gives test = 000–199 and val = 200–399. When the split sizes differ from that (a partial or
+miniature build), ``splits.json`` (our optional extension) records the split of every subject, since
+the official rule would misclassify them; it is not written when the official rule is right.
+
+- The source is never written: photos are copied byte for byte (never re-encoded) or, with
+  ``link=True``, hard-linked (falling back to a copy, with one warning, where the file system
+  refuses, e.g. across devices). Every output file is written atomically (temp file + rename), so a
+  hard-linked photo is never modified in place. The output folder may not lie inside the source.
+- Rerunning is a no-op: a file whose content (photos: bytes; masks: decoded labels and mode; JSON and
+  text: bytes) already matches is left alone and counted as up to date.
+- Decisions: an identity with other than 2 photos in ``celebahq_ids.txt`` keeps all its photos
+  (``0.jpg``, ``1.jpg``, ``2.jpg`` ...) and gets a warning; an identity whose photos are listed under
+  different splits is an error; a photo without a fine-grained row (CelebA-HQ 5380 has none in the
+  Dialog release) gets ``{}`` and a warning; numbered folders in the output that the build did not
+  produce are reported, never deleted.
+- Everything is validated before anything is written; all input problems are raised together.
+  After writing, the output is loaded with :class:`~stellar.data.dataset.StellarDataset` (strict).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from stellar.data import layout
+from stellar.data.problems import Problem, error, warning
+from stellar.errors import DatasetError
+
+#: CelebAMask-HQ label names; the index is the label id (0 = background).
+LABEL_NAMES: tuple[str, ...] = (
+    "background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",
+    "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth",
+)  # fmt: skip
+
+#: The 18 part names of ``CelebAMask-HQ-mask-anno`` in combination order (label = position + 1).
+PART_NAMES: tuple[str, ...] = LABEL_NAMES[1:]
+
+#: CelebA-Dialog colour of each label (README "color-to-label parsing").
+PALETTE: tuple[tuple[int, int, int], ...] = (
+    (0, 0, 0), (204, 0, 0), (76, 153, 0), (204, 204, 0), (51, 51, 255), (204, 0, 204), (0, 255, 255),
+    (255, 204, 204), (102, 51, 0), (255, 0, 0), (102, 204, 0), (255, 255, 0), (0, 0, 153), (0, 0, 204),
+    (255, 51, 153), (0, 204, 204), (0, 51, 0), (255, 153, 51), (0, 204, 0),
+)  # fmt: skip
+
+#: Label written for subject pixels of an unknown colour (drawn white).
+UNKNOWN_LABEL = 255
+
+IDS_FILE = "celebahq_ids.txt"
+PROMPTS_T_SOURCE = "stellar_t.json"
+PROMPTS_H_SOURCE = "stellar_h.json"
+
+#: Documented candidate locations of each source input, relative to the source root, in order.
+_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "images": ("CelebA-HQ-img", "image", "image/image", "images"),
+    "attributes": (
+        "CelebAMask-HQ-attribute-anno.txt",
+        "classification_label/CelebAMask-HQ-attribute-anno.txt",
+    ),
+    "hq_identity": ("identity/identity_CelebA-HQ.txt", "identity_CelebA-HQ.txt"),
+    "mapping": ("CelebA-HQ-to-CelebA-mapping.txt",),
+    "celeba_identity": ("identity_CelebA.txt", "Anno/identity_CelebA.txt"),
+    "finegrained": (
+        "classification_label/combined_annotation_hq.txt",
+        "classification_label/combined_annotation.txt",
+        "combined_annotation_hq.txt",
+        "combined_annotation.txt",
+    ),
+    "colour_masks": (
+        "mask/CelebAMask-HQ-mask-color-palette",
+        "CelebAMask-HQ-mask-color-palette",
+        "mask/colorized",
+    ),
+    "part_masks": ("CelebAMask-HQ-mask-anno", "mask/CelebAMask-HQ-mask-anno", "mask/binary"),
+}
+_MASK_DIR_NAMES = {"CelebAMask-HQ-mask-color-palette": "colour", "CelebAMask-HQ-mask-anno": "parts"}
+_MASK_SEARCH_DEPTH = 10
+_INDEX_RE = re.compile(r"^0*(\d+)(?:\.(?:jpg|jpeg|png))?$", re.IGNORECASE)
+_MAX_LISTED = 20
+
+
+# ---------------------------------------------------------------------------------------- records
+@dataclass(frozen=True)
+class SourceFiles:
+    """Where each input of a CelebAMask-HQ / CelebA-Dialog copy was found."""
+
+    root: Path
+    layout: str  # "CelebAMask-HQ" or "CelebA-Dialog"
+    images: Path
+    attributes: Path
+    hq_identity: Path | None  # "k.jpg identity" (Dialog); else mapping + celeba_identity
+    mapping: Path | None
+    celeba_identity: Path | None
+    finegrained: Path | None
+    masks: Path | None
+    mask_kind: str | None  # "colour" (one combined PNG per photo) or "parts" (per-part PNGs)
+
+
+@dataclass(frozen=True)
+class PlannedPhoto:
+    index: int  # photo index in the subject folder (0, 1, ...)
+    celebahq_index: int
+    source: Path
+    attributes: dict[str, int] = field(hash=False, compare=False)
+    finegrained: dict[str, int] = field(hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class PlannedSubject:
+    id: str
+    split: str
+    identity: str
+    photos: tuple[PlannedPhoto, ...]
+    prompts_t: object = field(hash=False, compare=False)
+    prompts_h: object | None = field(default=None, hash=False, compare=False)
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """Everything :func:`build_dataset` will write, validated; made by :func:`plan_build` (no writes)."""
+
+    source: SourceFiles
+    subjects: tuple[PlannedSubject, ...]
+    objects_path: Path
+    warnings: tuple[Problem, ...]
+    write_splits: bool
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    """What a build did. ``str(report)`` is the summary the CLI prints."""
+
+    out: Path
+    source: Path
+    source_layout: str
+    subjects: int
+    test_subjects: int
+    val_subjects: int
+    photos_copied: int
+    photos_linked: int
+    photos_up_to_date: int
+    masks_written: int
+    masks_up_to_date: int
+    masks_missing: int
+    files_written: int  # attributes, prompts, objects.txt, splits.json
+    files_up_to_date: int
+    warnings: tuple[Problem, ...]
+    seconds: float
+
+    @property
+    def written(self) -> int:
+        """Files created or replaced by this run (0 on a rerun over an up-to-date output)."""
+        return self.photos_copied + self.photos_linked + self.masks_written + self.files_written
+
+    @property
+    def up_to_date(self) -> int:
+        return self.photos_up_to_date + self.masks_up_to_date + self.files_up_to_date
+
+    def __str__(self) -> str:
+        lines = [
+            f"built {self.out} from {self.source} ({self.source_layout}) in {self.seconds:.1f} s",
+            f"  subjects {self.subjects} (test {self.test_subjects}, val {self.val_subjects})",
+            f"  photos   copied {self.photos_copied}, hard-linked {self.photos_linked}, up to date {self.photos_up_to_date}",
+            f"  masks    written {self.masks_written}, up to date {self.masks_up_to_date}, missing {self.masks_missing}",
+            f"  other    written {self.files_written}, up to date {self.files_up_to_date}",
+            f"  total    {self.written} file(s) written, {self.up_to_date} up to date",
+        ]
+        for w in self.warnings[:_MAX_LISTED]:
+            lines.append(str(w))
+        if len(self.warnings) > _MAX_LISTED:
+            lines.append(f"... and {len(self.warnings) - _MAX_LISTED} more warning(s)")
+        lines.append(f"{len(self.warnings)} warning(s)")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------- source lookup
+def _first_existing(root: Path, key: str, *, want_dir: bool) -> Path | None:
+    for rel in _CANDIDATES[key]:
+        p = root / rel
+        if (p.is_dir() if want_dir else p.is_file()):
+            return p
+    return None
+
+
+def _expected(root: Path, key: str) -> str:
+    return " or ".join(str(root / rel) for rel in _CANDIDATES[key])
+
+
+def _search_mask_dir(root: Path) -> tuple[Path, str] | None:
+    """Breadth-first search for a folder named like a mask release, skipping photo folders."""
+    frontier = [root]
+    for _ in range(_MASK_SEARCH_DEPTH):
+        nxt = []
+        for folder in frontier:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda e: e.name)
+            except OSError:
+                continue
+            for e in entries:
+                if not e.is_dir(follow_symlinks=False) or e.name.startswith("."):
+                    continue
+                if e.name in _MASK_DIR_NAMES:
+                    return Path(e.path), _MASK_DIR_NAMES[e.name]
+                if e.name.isdigit():  # CelebAMask-HQ-mask-anno/0..14 or an output subject folder
+                    continue
+                nxt.append(Path(e.path))
+        frontier = nxt
+        if not frontier:
+            break
+    return None
+
+
+def locate_source(root: str | Path, celeba_identity: str | Path | None = None) -> SourceFiles:
+    """Find the photos, labels, identities and masks of a CelebAMask-HQ or CelebA-Dialog copy.
+
+    Raises:
+        DatasetError: a required input is missing; the message lists where it was looked for.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError("source folder not found", root, "pass the CelebAMask-HQ or CelebA-Dialog (HQ) folder with --celebahq")
+    images = _first_existing(root, "images", want_dir=True)
+    if images is None:
+        raise DatasetError(
+            f"no photo folder: expected {_expected(root, 'images')}",
+            root,
+            "unpack CelebA-HQ-img (CelebAMask-HQ) or image.zip (CelebA-Dialog) inside this folder",
+        )
+    attributes = _first_existing(root, "attributes", want_dir=False)
+    if attributes is None:
+        raise DatasetError(
+            f"no CelebA attribute file: expected {_expected(root, 'attributes')}",
+            root,
+            "copy CelebAMask-HQ-attribute-anno.txt from the CelebAMask-HQ or CelebA-Dialog release there",
+        )
+    hq_identity = _first_existing(root, "hq_identity", want_dir=False)
+    mapping = _first_existing(root, "mapping", want_dir=False)
+    celeba_id: Path | None = None
+    if celeba_identity is not None:
+        celeba_id = Path(celeba_identity)
+        if not celeba_id.is_file():
+            raise DatasetError("CelebA identity file not found", celeba_id, "pass CelebA's Anno/identity_CelebA.txt with --celeba-identity")
+        hq_identity = None  # the user asked for the CelebA route explicitly
+        if mapping is None:
+            raise DatasetError(
+                f"--celeba-identity needs the CelebA-HQ to CelebA mapping: expected {_expected(root, 'mapping')}",
+                root,
+                "copy CelebA-HQ-to-CelebA-mapping.txt from the CelebAMask-HQ release there",
+            )
+    elif hq_identity is None:
+        celeba_id = _first_existing(root, "celeba_identity", want_dir=False)
+        if mapping is None or celeba_id is None:
+            raise DatasetError(
+                "no identity labels: expected an HQ identity file "
+                f"({_expected(root, 'hq_identity')}) or CelebA-HQ-to-CelebA-mapping.txt plus CelebA's identity_CelebA.txt"
+                f" (mapping {'found' if mapping else 'missing'}, identity_CelebA.txt {'found' if celeba_id else 'missing'})",
+                root,
+                "pass CelebA's Anno/identity_CelebA.txt with --celeba-identity (CelebAMask-HQ), or use the CelebA-Dialog "
+                "release that ships identity/identity_CelebA-HQ.txt",
+            )
+    masks = _first_existing(root, "colour_masks", want_dir=True)
+    mask_kind = "colour" if masks is not None else None
+    if masks is None:
+        masks = _first_existing(root, "part_masks", want_dir=True)
+        mask_kind = "parts" if masks is not None else None
+    if masks is None:
+        found = _search_mask_dir(root)
+        if found is not None:
+            masks, mask_kind = found
+    if masks is None:
+        raise DatasetError(
+            "no segmentation masks: expected "
+            f"{_expected(root, 'colour_masks')} (one {{k}}.png per photo) or {_expected(root, 'part_masks')} "
+            "({k//2000}/{k:05d}_{part}.png)",
+            root,
+            "unpack CelebAMask-HQ-mask-anno (CelebAMask-HQ) or the colorized mask zip (CelebA-Dialog) inside this folder",
+        )
+    dialog = images.name != "CelebA-HQ-img" or hq_identity is not None
+    return SourceFiles(
+        root=root,
+        layout="CelebA-Dialog" if dialog else "CelebAMask-HQ",
+        images=images,
+        attributes=attributes,
+        hq_identity=hq_identity,
+        mapping=mapping if hq_identity is None else None,
+        celeba_identity=celeba_id if hq_identity is None else None,
+        finegrained=_first_existing(root, "finegrained", want_dir=False),
+        masks=masks,
+        mask_kind=mask_kind,
+    )
+
+
+# ------------------------------------------------------------------------------------ text tables
+def _index_of(token: str) -> int | None:
+    """``"119614.jpg"``, ``"000123.jpg"``, ``"42"`` -> the integer; anything else -> None."""
+    m = _INDEX_RE.match(token.strip())
+    return int(m.group(1)) if m else None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, stripped text) of each non-blank line; a BOM is dropped."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="strict") as f:
+            for number, text in enumerate(f, 1):
+                text = text.strip()
+                if text:
+                    yield number, text
+    except UnicodeDecodeError:
+        raise DatasetError("not UTF-8 / ASCII text", path, "use the file as released (plain text)") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read ({exc.strerror or exc})", path, "check the file's permissions") from None
+
+
+def _where(path: Path, line: int) -> str:
+    return f"{path}:{line}"
+
+
+def read_stellar_ids(path: str | Path, problems: list[Problem]) -> list[tuple[int, str, int]]:
+    """``celebahq_ids.txt`` -> ``[(celebahq_index, split, line number), ...]`` in file order."""
+    path = Path(path)
+    rows: list[tuple[int, str, int]] = []
+    seen: dict[int, int] = {}
+    for number, text in _lines(path):
+        parts = [p.strip() for p in text.split(",")]
+        index = _index_of(parts[0]) if len(parts) == 2 else None
+        split = parts[1].lower() if len(parts) == 2 else ""
+        if index is None or split not in layout.SPLITS:
+            if not rows and number == 1:  # the header line
+                continue
+            problems.append(
+                error(
+                    _where(path, number),
+                    f"malformed line {text!r}: expected '<celebahq_index>.jpg,<test|val>'",
+                    "restore the line from the gated Stellar download",
+                )
+            )
+            continue
+        if index in seen:
+            problems.append(error(_where(path, number), f"{index}.jpg is listed again (first on line {seen[index]})", "list each photo once"))
+            continue
+        seen[index] = number
+        rows.append((index, split, number))
+    if not rows and not problems:
+        problems.append(error(path, "lists no photos", "use the celebahq_ids.txt of the gated Stellar download"))
+    return rows
+
+
+def _table_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Lines of a whitespace table as token lists, with a leading count line ("30000") dropped."""
+    first = True
+    for number, text in _lines(path):
+        tokens = text.split()
+        if first and len(tokens) == 1 and tokens[0].isdigit():
+            first = False
+            continue
+        first = False
+        yield number, tokens
+
+
+def read_label_table(
+    path: str | Path, wanted: set[int], problems: list[Problem], *, kind: str
+) -> tuple[list[str], dict[int, dict[str, int]], set[int]]:
+    """A CelebA-style table: [count line], names line, ``k.jpg v1 v2 ...`` rows.
+
+    Returns (value names, {k: {name: value}} for the valid wanted rows, every wanted k that has a
+    row, valid or not). ``kind="binary"``: values must be ±1 (0 is read as -1, as
+    :mod:`stellar.data.dataset` does); ``kind="finegrained"``: integers (degrees). Only rows whose
+    index is in ``wanted`` are validated. The header may also name the file column (one more name
+    than values), as the fine-grained file does.
+    """
+    path = Path(path)
+    names: list[str] | None = None
+    value_names: list[str] | None = None
+    out: dict[int, dict[str, int]] = {}
+    seen: set[int] = set()
+    for number, tokens in _table_rows(path):
+        index = _index_of(tokens[0])
+        if names is None:
+            if index is not None and all(_is_int(t) for t in tokens[1:]):
+                problems.append(error(_where(path, number), "no attribute-name header line before the first row", "use the file as released"))
+                return [], {}, set()
+            names = tokens
+            continue
+        if index is None:
+            problems.append(error(_where(path, number), f"row does not start with an image name: {tokens[0]!r}", "restore the line from the release"))
+            continue
+        if value_names is None:
+            value_names = names[1:] if len(names) == len(tokens) else names
+        if index not in wanted:
+            continue
+        seen.add(index)
+        values = tokens[1:]
+        if len(values) != len(value_names):
+            problems.append(
+                error(_where(path, number), f"{len(values)} values for {len(value_names)} attribute names", "restore the line from the release")
+            )
+            continue
+        row: dict[str, int] = {}
+        for name, value in zip(value_names, values):
+            if not _is_int(value) or (kind == "binary" and int(value) not in (-1, 0, 1)):
+                expected = "a ±1 label" if kind == "binary" else "an integer"
+                problems.append(error(_where(path, number), f"{name} = {value!r} is not {expected}", "restore the line from the release"))
+                break
+            v = int(value)
+            row[name] = (1 if v == 1 else -1) if kind == "binary" else v
+        else:
+            out[index] = row
+    if names is None:
+        problems.append(error(path, "empty table", "use the file as released"))
+        return [], {}, set()
+    return (value_names if value_names is not None else names), out, seen
+
+
+def _is_int(token: str) -> bool:
+    return bool(re.fullmatch(r"[+-]?\d+", token))
+
+
+def read_index_to_value(path: str | Path, wanted: set[int], problems: list[Problem], *, columns: int, key_col: int = 0, value_col: int = 1) -> dict[int, str]:
+    """Rows of ``columns`` whitespace tokens keyed by the image index in ``key_col``; a header row is skipped."""
+    path = Path(path)
+    out: dict[int, str] = {}
+    first = True
+    for number, text in _lines(path):
+        tokens = text.split()
+        index = _index_of(tokens[key_col]) if len(tokens) == columns else None
+        if index is None:
+            if first:
+                first = False
+                continue  # header ("idx orig_idx orig_file") or a count line
+            problems.append(error(_where(path, number), f"malformed line {text!r}: expected {columns} columns", "restore the line from the release"))
+            continue
+        first = False
+        if index in wanted:
+            out[index] = tokens[value_col]
+    return out
+
+
+# ------------------------------------------------------------------------------------------ masks
+_COLOUR_TO_LABEL = {c: i for i, c in enumerate(PALETTE)}
+
+
+def _palette_bytes() -> list[int]:
+    flat = [v for c in PALETTE for v in c]
+    flat += [0, 0, 0] * (UNKNOWN_LABEL - len(PALETTE)) + [255, 255, 255]
+    return flat
+
+
+def labels_from_colour_mask(path: Path) -> tuple[np.ndarray, int]:
+    """A combined mask file -> (uint8 label map, number of pixels of an unknown non-black colour)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        if im.mode == "P":
+            idx = np.asarray(im)
+            if idx.max(initial=0) <= len(PALETTE) - 1:
+                return idx.astype(np.uint8), 0
+            rgb = np.asarray(im.convert("RGB"))
+        elif im.mode in ("L", "I", "I;16"):
+            arr = np.asarray(im).astype(np.int64)
+            labels = np.where(arr <= len(PALETTE) - 1, arr, UNKNOWN_LABEL).astype(np.uint8)
+            return labels, 0
+        else:
+            rgb = np.asarray(im.convert("RGB"))
+    code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    labels = np.full(code.shape, UNKNOWN_LABEL, dtype=np.uint8)
+    labels[code == 0] = 0
+    for label, (r, g, b) in enumerate(PALETTE):
+        labels[code == ((r << 16) | (g << 8) | b)] = label
+    unknown = int((labels == UNKNOWN_LABEL).sum())
+    return labels, unknown
+
+
+def part_mask_paths(folder: Path, celebahq_index: int) -> list[tuple[int, Path]]:
+    """``(label, path)`` of the part masks that exist for a photo, in combination order."""
+    sub = folder / str(celebahq_index // 2000)
+    out = []
+    for label, part in enumerate(PART_NAMES, 1):
+        p = sub / f"{celebahq_index:05d}_{part}.png"
+        if p.is_file():
+            out.append((label, p))
+    return out
+
+
+def labels_from_part_masks(parts: list[tuple[int, Path]]) -> np.ndarray:
+    """Combine binary part masks as CelebAMask-HQ's ``g_mask.py``: non-zero = part, later parts win."""
+    from PIL import Image
+
+    labels: np.ndarray | None = None
+    for label, path in parts:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("L") if im.mode not in ("L", "1", "RGB", "RGBA") else im)
+        on = (arr.max(axis=-1) if arr.ndim == 3 else arr) != 0
+        if labels is None:
+            labels = np.zeros(on.shape, dtype=np.uint8)
+        if on.shape != labels.shape:
+            raise ValueError(f"{path.name} is {on.shape[1]}x{on.shape[0]} but earlier parts are {labels.shape[1]}x{labels.shape[0]}")
+        labels[on] = label
+    if labels is None:
+        raise ValueError("no part masks")
+    return labels
+
+
+def mask_png_bytes(labels: np.ndarray) -> bytes:
+    """Encode a label map as a palette PNG with the CelebA-Dialog colours."""
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(labels.astype(np.uint8), "P")
+    im.putpalette(_palette_bytes())
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=False)
+    return buf.getvalue()
+
+
+def _mask_up_to_date(path: Path, labels: np.ndarray) -> bool:
+    from PIL import Image
+
+    if not path.is_file():
+        return False
+    try:
+        with Image.open(path) as im:
+            if im.mode != "P":
+                return False
+            return np.array_equal(np.asarray(im), labels) and im.getpalette()[: 3 * len(PALETTE)] == _palette_bytes()[: 3 * len(PALETTE)]
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
+# ---------------------------------------------------------------------------------------- planning
+def _identity_key(identity: str) -> tuple:
+    return (0, int(identity), identity) if identity.isdigit() else (1, 0, identity)
+
+
+def _load_json(path: Path) -> object:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise DatasetError("not UTF-8 JSON", path, "use the file of the gated Stellar download") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", path, "use the file of the gated Stellar download") from None
+    except OSError as exc:
+        raise DatasetError(f"cannot read ({exc.strerror or exc})", path, "check the file's permissions") from None
+
+
+def _check_prompt_entry(entry: object, where: str, kind: str, problems: list[Problem]) -> None:
+    """The shape :class:`StellarDataset` reads: prompts with one ``{}`` and per-prompt lists of strings."""
+    if kind == "H" and isinstance(entry, list):
+        entry = {"prompts": entry}
+    if not isinstance(entry, dict) or not isinstance(entry.get("prompts"), list):
+        problems.append(error(where, "expected an object with a 'prompts' list", "use the file of the gated Stellar download"))
+        return
+    prompts = entry["prompts"]
+    for i, text in enumerate(prompts):
+        if not isinstance(text, str) or text.count(layout.PLACEHOLDER) != 1:
+            problems.append(error(where, f"prompt {i} {text!r} must be a string with exactly one '{{}}'", "fix that prompt"))
+    for key in ("detectables", "categories"):
+        value = entry.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, list) or len(value) != len(prompts):
+            problems.append(error(where, f"'{key}' must be a list with one entry per prompt ({len(prompts)})", "fix the entry"))
+        elif not all(isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)) for v in value):
+            problems.append(error(where, f"'{key}' entries must be lists of strings", "fix the entry"))
+
+
+def _subject_width(n: int) -> int:
+    return max(3, len(str(max(n - 1, 0))))
+
+
+def plan_build(
+    celebahq: str | Path, stellar_files: str | Path, *, celeba_identity: str | Path | None = None
+) -> BuildPlan:
+    """Read and validate every input; return what a build will write. Writes nothing.
+
+    Raises:
+        DatasetError: a missing input, or every problem found in the inputs at once (file:line: message).
+    """
+    source = locate_source(celebahq, celeba_identity)
+    gated = Path(stellar_files)
+    if not gated.is_dir():
+        raise DatasetError("Stellar files folder not found", gated, "pass the folder of the gated Stellar download with --stellar-files")
+    for name in (IDS_FILE, PROMPTS_T_SOURCE, PROMPTS_H_SOURCE, layout.OBJECTS_FILE):
+        if not (gated / name).is_file():
+            raise DatasetError(
+                f"missing {name}",
+                gated,
+                f"put {IDS_FILE}, {PROMPTS_T_SOURCE}, {PROMPTS_H_SOURCE} and {layout.OBJECTS_FILE} from the gated Stellar download there",
+            )
+    problems: list[Problem] = []
+    notes: list[Problem] = []
+
+    ids_path = gated / IDS_FILE
+    rows = read_stellar_ids(ids_path, problems)
+    wanted = {k for k, _, _ in rows}
+    line_of = {k: n for k, _, n in rows}
+
+    missing_photos = [k for k, _, _ in rows if not (source.images / f"{k}.jpg").is_file()]
+    for k in missing_photos:
+        problems.append(
+            error(_where(ids_path, line_of[k]), f"{k}.jpg is not in {source.images}", "use a complete CelebA-HQ / CelebA-Dialog copy")
+        )
+
+    attr_names, attributes, attr_rows = read_label_table(source.attributes, wanted, problems, kind="binary")
+    if attr_names:
+        missing_aps = [a for a in layout.APS_ATTRIBUTES if a not in attr_names]
+        if missing_aps:
+            problems.append(error(source.attributes, f"header lacks APS attribute(s) {', '.join(missing_aps)}", "use the file as released"))
+        elif set(attr_names) != set(layout.CELEBA_ATTRIBUTES):
+            notes.append(warning(source.attributes, "attribute names differ from CelebA's 40", "check that this is CelebAMask-HQ-attribute-anno.txt"))
+    if attr_names:
+        for k in sorted(wanted - attr_rows):
+            problems.append(error(source.attributes, f"no row for {k}.jpg (listed in {IDS_FILE} line {line_of[k]})", "use the complete file"))
+
+    identities = _read_identities(source, wanted, problems, line_of)
+
+    finegrained: dict[int, dict[str, int]] = {}
+    if source.finegrained is not None:
+        _, finegrained, fine_rows = read_label_table(source.finegrained, wanted, problems, kind="finegrained")
+        for k in sorted(wanted - fine_rows):
+            notes.append(warning(source.finegrained, f"no fine-grained labels for {k}.jpg: written as {{}}", ""))
+    elif source.layout == "CelebA-Dialog":
+        notes.append(
+            warning(
+                source.root,
+                f"no fine-grained label file ({_expected(source.root, 'finegrained')}): finegrained_attributes left empty",
+                "copy combined_annotation_hq.txt from CelebA-Dialog's classification_label/ to get them",
+            )
+        )
+
+    # Group photos by identity; each identity is one subject.
+    groups: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for k, split, _ in rows:
+        if k in identities:
+            groups[identities[k]].append((k, split))
+    subjects_order = []
+    for identity, photos in groups.items():
+        splits = {s for _, s in photos}
+        if len(splits) > 1:
+            listed = ", ".join(f"{k}.jpg ({s}, line {line_of[k]})" for k, s in sorted(photos))
+            problems.append(error(ids_path, f"identity {identity} is listed under both splits: {listed}", "give all photos of a person one split"))
+            continue
+        if len(photos) != 2:
+            notes.append(
+                warning(
+                    ids_path,
+                    f"identity {identity} has {len(photos)} photo(s) ({', '.join(f'{k}.jpg' for k, _ in sorted(photos))}); "
+                    "all are kept" + ("; SIS equals IPS for it" if len(photos) == 1 else ""),
+                    "Stellar has exactly 2 photos per identity: check celebahq_ids.txt",
+                )
+            )
+        subjects_order.append((layout.SPLITS.index(photos[0][1]), _identity_key(identity), identity, photos[0][1], sorted(k for k, _ in photos)))
+    subjects_order.sort(key=lambda t: (t[0], t[1]))
+    width = _subject_width(len(subjects_order))
+    ids = [f"{i:0{width}d}" for i in range(len(subjects_order))]
+
+    prompts_t = _load_json(gated / PROMPTS_T_SOURCE)
+    prompts_h = _load_json(gated / PROMPTS_H_SOURCE)
+    split_of = {sid: entry[3] for sid, entry in zip(ids, subjects_order)}
+    for path, data, kind in ((gated / PROMPTS_T_SOURCE, prompts_t, "T"), (gated / PROMPTS_H_SOURCE, prompts_h, "H")):
+        if not isinstance(data, dict):
+            problems.append(error(path, 'expected an object keyed by subject folder ({"000": {...}, ...})', "use the gated file"))
+            continue
+        unknown = sorted(k for k in data if k not in split_of)
+        if unknown:
+            problems.append(
+                error(
+                    path,
+                    f"keyed by subject(s) that the build does not produce: {', '.join(unknown[:_MAX_LISTED])}"
+                    f"{' ...' if len(unknown) > _MAX_LISTED else ''} (it produces {len(ids)}: {ids[0] if ids else '-'}..{ids[-1] if ids else '-'})",
+                    f"use the prompt files that belong to this {IDS_FILE}",
+                )
+            )
+        needed = [s for s in ids if kind == "T" or split_of[s] == "test"]
+        absent = [s for s in needed if s not in data]
+        if absent:
+            problems.append(
+                error(
+                    path,
+                    f"no prompts for subject(s) {', '.join(absent[:_MAX_LISTED])}{' ...' if len(absent) > _MAX_LISTED else ''}",
+                    f"use the prompt files that belong to this {IDS_FILE}",
+                )
+            )
+        for key, entry in data.items():
+            if key in split_of:
+                _check_prompt_entry(entry, f"{path} [{key!r}]", kind, problems)
+
+    objects_path = gated / layout.OBJECTS_FILE
+    try:
+        objects_text = objects_path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        problems.append(error(objects_path, "not UTF-8 text", "use the file of the gated Stellar download"))
+        objects_text = "x"
+    if not objects_text.strip():
+        problems.append(error(objects_path, "is empty", "use the file of the gated Stellar download"))
+
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        listed = "\n".join(str(p) for p in errors[:_MAX_LISTED])
+        more = f"\n... and {len(errors) - _MAX_LISTED} more" if len(errors) > _MAX_LISTED else ""
+        raise DatasetError(f"{len(errors)} problem(s) in the inputs; nothing was written:\n{listed}{more}")
+
+    subjects = []
+    for sid, (_, _, identity, split, indices) in zip(ids, subjects_order):
+        photos = tuple(
+            PlannedPhoto(
+                index=i,
+                celebahq_index=k,
+                source=source.images / f"{k}.jpg",
+                attributes=attributes[k],
+                finegrained=finegrained.get(k, {}),
+            )
+            for i, k in enumerate(indices)
+        )
+        h = prompts_h.get(sid) if isinstance(prompts_h, dict) else None
+        subjects.append(PlannedSubject(sid, split, identity, photos, prompts_t[sid], h))
+    write_splits = any(layout.official_split(s.id) != s.split for s in subjects)
+    return BuildPlan(source, tuple(subjects), objects_path, tuple(notes), write_splits)
+
+
+def _read_identities(source: SourceFiles, wanted: set[int], problems: list[Problem], line_of: dict[int, int]) -> dict[int, str]:
+    """CelebA-HQ index -> CelebA identity id (as written in the identity file)."""
+    if source.hq_identity is not None:
+        identities = read_index_to_value(source.hq_identity, wanted, problems, columns=2)
+        where = source.hq_identity
+    else:
+        assert source.mapping is not None and source.celeba_identity is not None  # guaranteed by locate_source
+        mapped = read_index_to_value(source.mapping, wanted, problems, columns=3, key_col=0, value_col=2)
+        celeba_index = {k: _index_of(v) for k, v in mapped.items()}
+        for k, v in celeba_index.items():
+            if v is None:
+                problems.append(error(source.mapping, f"{k}: orig_file {mapped[k]!r} is not a CelebA file name", "use the file as released"))
+        for k in sorted(wanted - mapped.keys()):
+            problems.append(error(source.mapping, f"no row for CelebA-HQ index {k} (listed in {IDS_FILE} line {line_of[k]})", "use the complete file"))
+        by_celeba = read_index_to_value(source.celeba_identity, {v for v in celeba_index.values() if v is not None}, problems, columns=2)
+        identities = {}
+        for k, v in celeba_index.items():
+            if v is None:
+                continue
+            if v in by_celeba:
+                identities[k] = by_celeba[v]
+            else:
+                problems.append(
+                    error(source.celeba_identity, f"no identity for CelebA file {v:06d}.jpg (= CelebA-HQ {k}.jpg)", "use CelebA's complete identity_CelebA.txt")
+                )
+        return identities
+    for k in sorted(wanted - identities.keys()):
+        problems.append(error(where, f"no identity for {k}.jpg (listed in {IDS_FILE} line {line_of[k]})", "use the complete file"))
+    return identities
+
+
+# ----------------------------------------------------------------------------------------- writing
+def _tmp_path(dst: Path) -> Path:
+    return dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+
+
+def _atomic_write_bytes(dst: Path, data: bytes) -> None:
+    tmp = _tmp_path(dst)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dst)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_if_changed(dst: Path, data: bytes) -> bool:
+    """Write ``data`` to ``dst`` unless it already holds exactly that; True when written."""
+    try:
+        if dst.is_file() and dst.stat().st_size == len(data) and dst.read_bytes() == data:
+            return False
+    except OSError:
+        pass
+    _atomic_write_bytes(dst, data)
+    return True
+
+
+def _same_bytes(a: Path, b: Path, chunk: int = 1 << 20) -> bool:
+    if a.stat().st_size != b.stat().st_size:
+        return False
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(chunk), fb.read(chunk)
+            if x != y:
+                return False
+            if not x:
+                return True
+
+
+_LINK_REFUSED = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
+
+
+def place_photo(src: Path, dst: Path, *, link: bool) -> tuple[str, bool]:
+    """Put a byte-identical copy (or hard link) of ``src`` at ``dst``.
+
+    Returns (``"copied" | "linked" | "up_to_date"``, whether a requested hard link had to fall back
+    to a copy). The source is only ever read or linked to; ``dst`` is replaced atomically.
+    """
+    if dst.is_file():
+        s, d = src.stat(), dst.stat()
+        if (s.st_dev, s.st_ino) == (d.st_dev, d.st_ino):
+            return "up_to_date", False
+        if _same_bytes(src, dst) and (not link or s.st_dev != d.st_dev):
+            return "up_to_date", False
+    tmp = _tmp_path(dst)
+    try:
+        if link:
+            try:
+                os.link(src, tmp)
+                os.replace(tmp, dst)
+                return "linked", False
+            except OSError as exc:
+                if exc.errno not in _LINK_REFUSED:
+                    raise
+                fell_back = True
+        else:
+            fell_back = False
+        import shutil
+
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+        return "copied", fell_back
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _json_bytes(obj: object) -> bytes:
+    return (json.dumps(obj, indent=4, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _inside(child: Path, parent: Path) -> bool:
+    child, parent = child.resolve(), parent.resolve()
+    return child == parent or parent in child.parents
+
+
+def build_dataset(
+    celebahq: str | Path,
+    stellar_files: str | Path,
+    out: str | Path,
+    *,
+    celeba_identity: str | Path | None = None,
+    link: bool = False,
+    progress: bool = False,
+) -> BuildReport:
+    """Build (or bring up to date) the official Stellar layout in ``out``.
+
+    Args:
+        celebahq: CelebAMask-HQ or CelebA-Dialog (HQ) folder; only read.
+        stellar_files: folder with ``celebahq_ids.txt``, ``stellar_t.json``, ``stellar_h.json``, ``objects.txt``.
+        out: output folder (created); must not be inside ``celebahq`` or ``stellar_files``.
+        celeba_identity: CelebA's ``identity_CelebA.txt`` (CelebAMask-HQ release, which has no HQ identity file).
+        link: hard-link the photos instead of copying them (copy + warning where impossible).
+        progress: show a progress bar over subjects.
+
+    Returns:
+        A :class:`BuildReport`; a rerun over an up-to-date output reports 0 files written.
+
+    Raises:
+        DatasetError: missing or malformed inputs (all listed, nothing written), an output inside the
+            source, or a built dataset that fails strict loading.
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    for src in (Path(celebahq), Path(stellar_files)):
+        if src.exists() and _inside(out, src):
+            raise DatasetError(
+                f"the output folder is inside the source folder {src}", out, "choose an output folder outside the source (the source is read only)"
+            )
+    plan = plan_build(celebahq, stellar_files, celeba_identity=celeba_identity)
+    notes = list(plan.warnings)
+    out.mkdir(parents=True, exist_ok=True)
+    counts: dict[str, int] = defaultdict(int)
+    fallback_warned = False
+    unknown_colour: list[str] = []
+
+    for subject in tqdm(plan.subjects, desc="building subjects", unit="subject", disable=not progress):
+        folder = out / subject.id
+        folder.mkdir(exist_ok=True)
+        for photo in subject.photos:
+            status, fell_back = place_photo(photo.source, folder / f"{photo.index}.jpg", link=link)
+            counts[f"photos_{status}"] += 1
+            if fell_back and not fallback_warned:
+                fallback_warned = True
+                notes.append(
+                    warning(out, f"cannot hard-link from {plan.source.images} (different file system?): photos were copied", "")
+                )
+            k = photo.celebahq_index
+            labels = _source_labels(plan.source, k, notes, unknown_colour)
+            if labels is None:
+                counts["masks_missing"] += 1
+            else:
+                dst = folder / layout.mask_name(photo.index)
+                if _mask_up_to_date(dst, labels):
+                    counts["masks_up_to_date"] += 1
+                else:
+                    _atomic_write_bytes(dst, mask_png_bytes(labels))
+                    counts["masks_written"] += 1
+            record = {
+                "attributes": photo.attributes,
+                "finegrained_attributes": photo.finegrained,
+                "identity": subject.identity,
+                "original_filename": f"{k}.jpg",
+            }
+            _count(counts, _write_if_changed(folder / layout.attributes_name(photo.index), _json_bytes(record)))
+        _count(counts, _write_if_changed(folder / layout.PROMPTS_T_FILE, _json_bytes(subject.prompts_t)))
+        if subject.prompts_h is not None:
+            _count(counts, _write_if_changed(folder / layout.PROMPTS_H_FILE, _json_bytes(subject.prompts_h)))
+
+    _count(counts, _write_if_changed(out / layout.OBJECTS_FILE, plan.objects_path.read_bytes()))
+    if plan.write_splits:
+        splits = {s: [x.id for x in plan.subjects if x.split == s] for s in layout.SPLITS}
+        _count(counts, _write_if_changed(out / layout.SPLITS_FILE, _json_bytes(splits)))
+    if unknown_colour:
+        notes.append(
+            warning(
+                plan.source.masks or plan.source.root,
+                f"{len(unknown_colour)} mask(s) have colours outside the CelebA-Dialog palette (kept as subject, label 255): "
+                + ", ".join(unknown_colour[:5]) + (" ..." if len(unknown_colour) > 5 else ""),
+                "check that these are the CelebA-Dialog colorized masks",
+            )
+        )
+    produced = {s.id for s in plan.subjects}
+    stray = sorted(p.name for p in out.iterdir() if p.is_dir() and p.name.isdigit() and p.name not in produced)
+    if stray:
+        notes.append(
+            warning(out, f"folder(s) not produced by this build: {', '.join(stray[:10])}{' ...' if len(stray) > 10 else ''}", "delete them if they are stale")
+        )
+
+    from stellar.data.dataset import StellarDataset
+
+    try:
+        StellarDataset(out)
+    except DatasetError as exc:
+        raise DatasetError(f"the built dataset does not load cleanly:\n{exc}", out, "report this as a bug with the message above") from None
+
+    return BuildReport(
+        out=out,
+        source=plan.source.root,
+        source_layout=plan.source.layout,
+        subjects=len(plan.subjects),
+        test_subjects=sum(s.split == "test" for s in plan.subjects),
+        val_subjects=sum(s.split == "val" for s in plan.subjects),
+        photos_copied=counts["photos_copied"],
+        photos_linked=counts["photos_linked"],
+        photos_up_to_date=counts["photos_up_to_date"],
+        masks_written=counts["masks_written"],
+        masks_up_to_date=counts["masks_up_to_date"],
+        masks_missing=counts["masks_missing"],
+        files_written=counts["files_written"],
+        files_up_to_date=counts["files_up_to_date"],
+        warnings=tuple(notes),
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _count(counts: dict[str, int], written: bool) -> None:
+    counts["files_written" if written else "files_up_to_date"] += 1
+
+
+def _source_labels(source: SourceFiles, k: int, notes: list[Problem], unknown_colour: list[str]) -> np.ndarray | None:
+    """The label map of CelebA-HQ photo ``k`` from the source masks, or None (with a warning)."""
+    assert source.masks is not None
+    try:
+        if source.mask_kind == "colour":
+            path = source.masks / f"{k}.png"
+            if not path.is_file():
+                notes.append(warning(path, f"no mask for {k}.jpg: its _bg.png is not written", "copy the mask from the release"))
+                return None
+            labels, unknown = labels_from_colour_mask(path)
+            if unknown:
+                unknown_colour.append(f"{k}.png ({unknown} px)")
+            return labels
+        parts = part_mask_paths(source.masks, k)
+        if not parts:
+            notes.append(
+                warning(
+                    source.masks / str(k // 2000),
+                    f"no part masks {k:05d}_*.png for {k}.jpg: its _bg.png is not written",
+                    "copy the masks from the release",
+                )
+            )
+            return None
+        return labels_from_part_masks(parts)
+    except (OSError, SyntaxError, ValueError) as exc:
+        notes.append(warning(source.masks, f"cannot read the mask of {k}.jpg ({exc}): its _bg.png is not written", "re-extract the masks"))
+        return None
