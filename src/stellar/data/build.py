@@ -74,14 +74,17 @@ Subjects are ordered by (split, CelebA identity id) with test first and numbered
 ...; a subject's photos by ascending CelebA-HQ index -> ``0.jpg``, ``1.jpg``. With the real files this
 gives test = 000–199 and val = 200–399. When the split sizes differ from that (a partial or
 miniature build), ``splits.json`` (our optional extension) records the split of every subject, since
-the official rule would misclassify them; it is not written when the official rule is right.
+the official rule would misclassify them; it is not written when the official rule is right (an
+existing one, e.g. from an earlier build into the same folder, is rewritten, never left stale).
 
 - The source is never written: photos are copied byte for byte (never re-encoded) or, with
   ``link=True``, hard-linked (falling back to a copy, with one warning, where the file system
   refuses, e.g. across devices). Every output file is written atomically (temp file + rename), so a
   hard-linked photo is never modified in place. The output folder may not lie inside the source.
-- Rerunning is a no-op: a file whose content (photos: bytes; masks: decoded labels and mode; JSON and
-  text: bytes) already matches is left alone and counted as up to date.
+- Rerunning is a no-op: a photo that already is a hard link to its source, or any file whose content
+  already matches (photos, JSON, text: bytes; masks: decoded labels, mode and palette) is left alone
+  and counted as up to date. With ``link=True`` an identical *copy* on the same file system is
+  replaced by a link (that is what was asked for); a plain rerun keeps existing links.
 - Decisions: an identity with other than 2 photos in ``celebahq_ids.txt`` keeps all its photos
   (``0.jpg``, ``1.jpg``, ``2.jpg`` ...) and gets a warning; an identity whose photos are listed under
   different splits is an error; a photo without a fine-grained row (CelebA-HQ 5380 has none in the
@@ -994,7 +997,7 @@ def build_dataset(
             _count(counts, _write_if_changed(folder / layout.PROMPTS_H_FILE, _json_bytes(subject.prompts_h)))
 
     _count(counts, _write_if_changed(out / layout.OBJECTS_FILE, plan.objects_path.read_bytes()))
-    if plan.write_splits:
+    if plan.write_splits or (out / layout.SPLITS_FILE).is_file():  # never leave a stale split file behind
         splits = {s: [x.id for x in plan.subjects if x.split == s] for s in layout.SPLITS}
         _count(counts, _write_if_changed(out / layout.SPLITS_FILE, _json_bytes(splits)))
     if unknown_colour:
@@ -1018,7 +1021,7 @@ def build_dataset(
     try:
         StellarDataset(out)
     except DatasetError as exc:
-        raise DatasetError(f"the built dataset does not load cleanly:\n{exc}", out, "report this as a bug with the message above") from None
+        raise DatasetError(f"the built dataset does not load cleanly:\n{exc}", out, f"run `stellar dataset check {out}`; folders left from another build can cause this, else report it as a bug") from None
 
     return BuildReport(
         out=out,
