@@ -83,3 +83,58 @@ def make_synthetic_dataset(
                 json.dumps({"prompts": [H_TEMPLATES[k % len(H_TEMPLATES)] for k in range(h_prompts)]})
             )
     return root
+
+
+# ---------------------------------------------------------------------------- tiny CLIP
+def _byte_level_chars() -> list[str]:
+    """GPT-2/CLIP byte-to-unicode table: 256 printable stand-ins for the 256 byte values."""
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    chars, extra = keep[:], 0
+    for b in range(256):
+        if b not in keep:
+            keep.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return [chr(c) for c in chars]
+
+
+def clip_char_vocab() -> dict[str, int]:
+    """A 514-token CLIP BPE vocabulary without merges: every byte, every byte + ``</w>``, BOS, EOS.
+
+    Any text tokenizes (one token per character), so prompt-length behaviour is testable offline.
+    """
+    chars = _byte_level_chars()
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": 256 + i for i, c in enumerate(chars)})
+    vocab["<|startoftext|>"] = 512
+    vocab["<|endoftext|>"] = 513
+    return vocab
+
+
+def tiny_clip_folder(folder: str | Path, *, seed: int = 0, context: int = 77) -> Path:
+    """Save a tiny random ``CLIPModel`` + tokenizer (local vocab files) + image processor to ``folder``.
+
+    The folder loads with ``ClipEncoder.from_pretrained(folder)`` exactly like a real checkpoint.
+    """
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = clip_char_vocab()
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=context)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                         max_position_embeddings=context, bos_token_id=512, eos_token_id=513, pad_token_id=513),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8),
+        projection_dim=16,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    model = CLIPModel(config).eval()
+    processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder

@@ -1,0 +1,137 @@
+"""CLIP image/text embeddings through ``transformers`` (CLIP-T, CLIP-I, CLIP_N of the exclusion rule).
+
+:class:`ClipEncoder` wraps a ``CLIPModel`` + tokenizer + image processor:
+
+- ``encode_images(images)`` -> (n, D) L2-normalised image embeddings (the projection head's output);
+- ``encode_texts(texts)`` -> (n, D) L2-normalised text embeddings. Prompts longer than the text
+  encoder's context (77 tokens for CLIP) are truncated *explicitly*; ``last_truncated`` counts them
+  so results can report it — never a crash, never silent.
+
+Default backbone: ``laion/CLIP-ViT-bigG-14-laion2B-39B-b160k`` (DESIGN §6.4), loaded by
+:meth:`ClipEncoder.from_pretrained` from a hub id or a local folder. Offline, a tokenizer loaded from a
+hub id can come back broken (2 tokens) without an error; we compare the tokenizer's vocabulary with the
+model's ``vocab_size`` and refuse a mismatch.
+
+transformers ≥ 5 returns an output object from ``get_image_features``/``get_text_features``; both
+shapes are handled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from stellar.errors import MissingDependencyError, StellarError
+
+DEFAULT_CLIP = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - exercised only without torch
+        raise MissingDependencyError("torch", "clip", "CLIP metrics") from None
+    return torch
+
+
+def auto_device(device: str | None = None) -> str:
+    """``None``/``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; anything else as given."""
+    if device not in (None, "auto"):
+        return str(device)
+    torch = _torch()
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _features(out) -> "object":
+    # transformers 5: BaseModelOutputWithPooling (pooler_output = projected embeds); 4.x: a tensor
+    if hasattr(out, "pooler_output") and out.pooler_output is not None:
+        return out.pooler_output
+    if hasattr(out, "image_embeds"):
+        return out.image_embeds
+    if hasattr(out, "text_embeds"):
+        return out.text_embeds
+    return out
+
+
+@dataclass
+class ClipEncoder:
+    """A CLIP model ready to embed images and texts; ``name`` identifies it in caches and results."""
+
+    model: object  # transformers.CLIPModel
+    tokenizer: object
+    image_processor: object
+    name: str
+    device: str = "cpu"
+    batch_size: int = 32
+    last_truncated: int = 0
+
+    def __post_init__(self):
+        torch = _torch()
+        self.device = auto_device(self.device)
+        vocab = getattr(getattr(self.model.config, "text_config", None), "vocab_size", None)
+        if vocab is not None and len(self.tokenizer) != vocab:
+            raise StellarError(
+                f"CLIP tokenizer of {self.name!r} has {len(self.tokenizer)} tokens but the model expects {vocab}: "
+                "the tokenizer did not load correctly (an offline hub id can silently give a 2-token tokenizer).\n"
+                f"  fix: fetch the model first (stellar models fetch) or pass a local folder with vocab.json and merges.txt"
+            )
+        dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.model = self.model.to(self.device, dtype=dtype).eval()
+        self._dtype = dtype
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str = DEFAULT_CLIP, *, revision: str | None = None, device: str | None = None, batch_size: int = 32) -> "ClipEncoder":
+        try:
+            from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel
+        except ImportError:
+            raise MissingDependencyError("transformers", "clip", "CLIP metrics") from None
+        kwargs = {"revision": revision} if revision else {}
+        try:
+            model = CLIPModel.from_pretrained(name_or_path, **kwargs)
+            tokenizer = AutoTokenizer.from_pretrained(name_or_path, **kwargs)
+            processor = CLIPImageProcessor.from_pretrained(name_or_path, **kwargs)
+        except OSError as exc:
+            raise StellarError(
+                f"cannot load CLIP model {name_or_path!r}: {exc}\n"
+                f"  fix: run with network once (stellar models fetch) or pass a local folder; "
+                "without CLIP, identity metrics still run and the exclusion rule is reported as not applied"
+            ) from None
+        return cls(model, tokenizer, processor, name=f"{name_or_path}@{revision or 'default'}", device=device or "auto", batch_size=batch_size)
+
+    @property
+    def context_length(self) -> int:
+        return int(self.model.config.text_config.max_position_embeddings)
+
+    def _normalise(self, x) -> np.ndarray:
+        x = x.float()
+        x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return x.cpu().numpy().astype(np.float32)
+
+    def encode_images(self, images: Sequence) -> np.ndarray:
+        """(n, D) L2-normalised image embeddings of PIL images / HxWx3 uint8 arrays."""
+        torch = _torch()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(images), self.batch_size):
+                batch = self.image_processor(images=list(images[i : i + self.batch_size]), return_tensors="pt")
+                pixels = batch["pixel_values"].to(self.device, dtype=self._dtype)
+                out.append(self._normalise(_features(self.model.get_image_features(pixel_values=pixels))))
+        return np.concatenate(out) if out else np.zeros((0, self.model.config.projection_dim), np.float32)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """(n, D) L2-normalised text embeddings; prompts over the context are truncated (counted in ``last_truncated``)."""
+        torch = _torch()
+        n_ctx = self.context_length
+        full = self.tokenizer(list(texts), truncation=False)["input_ids"]
+        self.last_truncated = sum(len(ids) > n_ctx for ids in full)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), self.batch_size):
+                tok = self.tokenizer(
+                    list(texts[i : i + self.batch_size]), padding="max_length", truncation=True, max_length=n_ctx, return_tensors="pt"
+                )
+                feats = self.model.get_text_features(input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device))
+                out.append(self._normalise(_features(feats)))
+        return np.concatenate(out) if out else np.zeros((0, self.model.config.projection_dim), np.float32)
