@@ -153,8 +153,9 @@ def test_rerun_repairs_a_changed_output_file_only(tmp_path):
     labels[0, 0] = 7
     Image.fromarray(labels, "P").save(out / "002" / "0_bg.png")
     (out / "000" / "0_attributes.json").write_text("{}")
+    (out / "splits.json").write_text('{"test": ["000", "001", "002"]}')
     report = build_dataset(src.root, src.gated, out, celeba_identity=src.celeba_identity)
-    assert (report.photos_copied, report.masks_written, report.files_written) == (1, 1, 1)
+    assert (report.photos_copied, report.masks_written, report.files_written) == (1, 1, 2)
     assert_built_content(out, src.root / "CelebA-HQ-img", finegrained=False)
 
 
