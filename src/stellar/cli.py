@@ -21,6 +21,7 @@ _GROUPS = (
     "stellar.commands.jobs",
     "stellar.commands.generated",
     "stellar.commands.demo",
+    "stellar.commands.models",
 )
 
 
