@@ -24,7 +24,7 @@ import numpy as np
 from stellar.data import layout
 from stellar.data.problems import Problem, error, warning
 from stellar.errors import DatasetError, ImageDecodeError
-from stellar.images import load_image
+from stellar.images import is_image_file, load_image
 
 Triplet = tuple[str, str, str]
 
@@ -263,10 +263,17 @@ def _parse_prompts(path: Path, subject: str, kind: str, start: int, problems: li
 def _load_subject(folder: Path, split: str, problems: list[Problem]) -> Subject:
     sid = folder.name
     photos: list[Photo] = []
+    seen: dict[int, Path] = {}
     for path in sorted(folder.iterdir(), key=lambda p: p.name):
         index = layout.photo_index_of(path.name)
         if index is None or not path.is_file():
             continue
+        if index in seen:  # 0.jpg + 0.png: two photos would share every job name
+            problems.append(
+                error(path, f"a second file for photo {index} (besides {seen[index].name}); ignored", "keep one file per photo index")
+            )
+            continue
+        seen[index] = path
         mask = folder / layout.mask_name(index)
         attr_path = folder / layout.attributes_name(index)
         if attr_path.is_file():
@@ -291,7 +298,11 @@ def _load_subject(folder: Path, split: str, problems: list[Problem]) -> Subject:
         )
     photos.sort(key=lambda p: p.index)
     if not photos:
-        problems.append(error(folder, "subject has no photos", "add 0.jpg (and 1.jpg: SIS needs two photos of the person)"))
+        others = sorted(f.name for f in folder.iterdir() if is_image_file(f) and not f.stem.endswith("_bg"))
+        fix = "add 0.jpg (and 1.jpg: SIS needs two photos of the person)"
+        if others:  # e.g. IMG_0001.jpg: the layout wants 0.jpg, 1.jpg; the importer renames them
+            fix = f"photos must be named 0.jpg, 1.jpg, ... (found {', '.join(others[:3])}); `stellar dataset import` renames them"
+        problems.append(error(folder, "subject has no photos", fix))
     elif len(photos) == 1:
         problems.append(warning(folder, "subject has one photo: SIS equals IPS for it", "add a second photo 1.jpg"))
     prompts: list[Prompt] = []
@@ -345,9 +356,12 @@ class StellarDataset:
             self.problems.append(error(self.root, "no subject folders found", "a subject is a folder NNN/ with 0.jpg, 1.jpg and prompts"))
         self.subjects: dict[str, Subject] = subjects
         objects = self.root / layout.OBJECTS_FILE
-        self.objects: list[str] = (
-            [ln.strip() for ln in objects.read_text(encoding="utf-8").splitlines() if ln.strip()] if objects.is_file() else []
-        )
+        self.objects: list[str] = []
+        if objects.is_file():
+            try:
+                self.objects = [ln.strip() for ln in objects.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            except (OSError, UnicodeDecodeError) as exc:
+                self.problems.append(error(objects, f"cannot read as UTF-8 text ({exc})", "re-save it as UTF-8, one object per line"))
         errors = [p for p in self.problems if p.severity == "error"]
         if strict and errors:
             listed = "\n".join(str(p) for p in errors[:20])
@@ -373,6 +387,8 @@ class StellarDataset:
                 self.problems.append(error(path, f"unknown split {split!r} or not a list", f"use {list(layout.SPLITS)}"))
                 continue
             for name in names:
+                if str(name) in out and out[str(name)] != split:
+                    self.problems.append(error(path, f"subject {name!r} is listed in two splits", "list each subject once"))
                 out[str(name)] = split
         return out
 
