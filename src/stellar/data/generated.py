@@ -143,6 +143,20 @@ class GeneratedSet:
             return self._by_name.get(layout.job_name(parsed.subject, parsed.photo, local, seed)), "global-name"
         return None, "name"
 
+    def _why_unmatched(self, stem: str) -> str:
+        """Why a file name names no job: the part of ``SSS-I-PP[-sK]`` that does not fit."""
+        parsed = layout.parse_job_name(stem)
+        if parsed is None:
+            return "name is not a job name SSS-I-PP[-sK]"
+        subject = self.dataset.subjects.get(parsed.subject)
+        if subject is None:
+            return f"unknown subject {parsed.subject!r}"
+        if parsed.photo not in {p.index for p in subject.photos}:
+            return f"subject {parsed.subject!r} has no photo {parsed.photo}"
+        if self.seeds > 1 and (parsed.seed is None or parsed.seed >= self.seeds):
+            return f"seed suffix -s{parsed.seed} does not fit {self.seeds} seeds" if parsed.seed is not None else "no -sK seed suffix"
+        return f"prompt index {parsed.prompt} is neither a prompt of subject {parsed.subject!r} nor a split-global index"
+
     def _match(self, files: list[Path]) -> MatchReport:
         report = MatchReport()
         claims: dict[str, list[GeneratedImage]] = {}
@@ -156,8 +170,8 @@ class GeneratedSet:
                     if job is not None:
                         self.sidecar_problems.append(warning(sidecar, f"{why}; matched by file name instead", "fix the sidecar"))
             else:
-                why = "name is not a job of this dataset"
                 job, how = self._job_from_name(path.stem)
+                why = self._why_unmatched(path.stem) if job is None else ""
             if job is None:
                 report.unmatched.append((path, why or "name is not a job of this dataset"))
                 continue
