@@ -1,0 +1,397 @@
+"""Bad input: odd and broken images, malformed datasets, unsafe names, ambiguous generated sets.
+
+Every odd-but-valid image decodes to the right upright 8-bit RGB pixels; every broken file is a
+typed error or a recorded problem naming the file — through ``load_image``, ``stellar dataset
+check`` and ``stellar generated check``.
+"""
+
+import io
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from stellar.cli import main
+from stellar.data import GeneratedSet, StellarDataset, layout
+from stellar.errors import DatasetError, ImageDecodeError
+from stellar.images import load_image
+
+RED, BLUE = (255, 0, 0), (0, 0, 255)
+
+
+# ------------------------------------------------------------------ writers of odd and broken files
+def png16(path, arr):
+    """Write a 16-bit PNG by hand (PIL cannot write 16-bit RGB): grey (H,W), grey+alpha (H,W,2), RGB (H,W,3)."""
+    arr = np.asarray(arr, np.uint16)
+    color_type = {2: 0, 3: {2: 4, 3: 2, 4: 6}.get(arr.shape[-1])}[arr.ndim]
+    h, w = arr.shape[:2]
+    raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def noise(size=(64, 48), seed=0):
+    return Image.fromarray(np.random.default_rng(seed).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+
+
+def truncated(path, fmt):
+    buf = io.BytesIO()
+    noise((96, 96)).save(buf, fmt)
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    return path
+
+
+def marked(orientation, path):
+    """A 40x20 blue image with a red 10x10 top-left corner, stored with EXIF ``orientation``."""
+    img = Image.new("RGB", (40, 20), BLUE)
+    img.paste(RED, (0, 0, 10, 10))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    img.save(path, exif=exif, quality=95)
+    return path
+
+
+def close(pixel, colour, tol=40):
+    return all(abs(int(a) - b) <= tol for a, b in zip(pixel, colour))
+
+
+# ------------------------------------------------------------------ load_image
+@pytest.mark.parametrize(
+    "make,reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty (0 bytes)"),
+        (lambda p: truncated(p, "JPEG"), "truncated"),
+        (lambda p: truncated(p, "PNG"), "truncated"),
+        (lambda p: p.write_text("this is not an image"), "not a recognised image format"),
+        (lambda p: p.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40), "png"),
+    ],
+    ids=["zero-byte", "truncated-jpeg", "truncated-png", "text", "bad-png-header"],
+)
+@pytest.mark.parametrize("draft", [None, (32, 32)])
+def test_broken_files_raise_image_decode_error_naming_the_file(tmp_path, make, reason, draft):
+    path = tmp_path / "broken.png"
+    make(path)
+    with pytest.raises(ImageDecodeError) as info:
+        load_image(path, draft_size=draft)
+    assert info.value.path == path and str(path) in str(info.value)
+    assert reason.lower() in str(info.value).lower()
+
+
+def test_missing_file_is_an_image_decode_error(tmp_path):
+    with pytest.raises(ImageDecodeError, match="cannot read file"):
+        load_image(tmp_path / "nope.jpg")
+
+
+def test_rgba_is_composited_on_white(tmp_path):
+    arr = np.zeros((2, 3, 4), np.uint8)
+    arr[0, 0] = (255, 0, 0, 255)  # opaque red
+    arr[0, 1] = (255, 0, 0, 0)  # transparent -> white
+    arr[0, 2] = (0, 0, 0, 128)  # half black -> mid grey
+    Image.fromarray(arr, "RGBA").save(tmp_path / "a.png")
+    out = load_image(tmp_path / "a.png")
+    assert out.mode == "RGB"
+    assert out.getpixel((0, 0)) == RED and out.getpixel((1, 0)) == (255, 255, 255)
+    assert all(126 <= v <= 128 for v in out.getpixel((2, 0)))
+
+
+def test_palette_with_transparency_is_composited(tmp_path):
+    p = Image.new("P", (2, 1))
+    p.putpalette([0, 0, 0, 0, 255, 0] + [0, 0, 0] * 254)
+    p.putpixel((1, 0), 1)
+    p.save(tmp_path / "p.png", transparency=0)
+    out = load_image(tmp_path / "p.png")
+    assert out.getpixel((0, 0)) == (255, 255, 255) and out.getpixel((1, 0)) == (0, 255, 0)
+
+
+@pytest.mark.parametrize("mode", ["L", "1", "LA"])
+def test_greyscale_becomes_three_equal_channels(tmp_path, mode):
+    img = Image.new(mode, (4, 4), {"L": 77, "1": 1, "LA": (77, 255)}[mode])
+    img.save(tmp_path / "g.png")
+    out = load_image(tmp_path / "g.png")
+    expected = {"L": 77, "1": 255, "LA": 77}[mode]
+    assert out.mode == "RGB" and out.getpixel((1, 1)) == (expected,) * 3
+
+
+def test_16_bit_greyscale_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 32768, 65535, 257, 1000]], np.uint16)
+    out = np.asarray(load_image(png16(tmp_path / "g16.png", values)))
+    assert out.dtype == np.uint8 and out.shape == (1, 5, 3)
+    assert out[0, :, 0].tolist() == [0, 128, 255, 1, 4] and (out[..., 0] == out[..., 2]).all()
+    Image.fromarray(values).save(tmp_path / "pil16.png")  # PIL's own I;16 writer
+    assert np.asarray(load_image(tmp_path / "pil16.png"))[0, :, 1].tolist() == [0, 128, 255, 1, 4]
+
+
+def test_16_bit_colour_and_alpha(tmp_path):
+    rgb = np.zeros((1, 2, 3), np.uint16)
+    rgb[0, 0] = (65535, 32768, 0)
+    rgb[0, 1] = (257, 0, 65535)
+    out = np.asarray(load_image(png16(tmp_path / "rgb16.png", rgb)))
+    assert out[0, 0].tolist() == [255, 128, 0] and out[0, 1].tolist() == [1, 0, 255]
+    rgba = np.zeros((1, 1, 4), np.uint16)
+    rgba[0, 0] = (65535, 0, 0, 32768)  # half red over white
+    px = np.asarray(load_image(png16(tmp_path / "rgba16.png", rgba)))[0, 0].tolist()
+    assert px[0] == 255 and 125 <= px[1] <= 129 and px[1] == px[2]
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    Image.new("CMYK", (16, 16), (0, 255, 255, 0)).save(tmp_path / "c.jpg")
+    out = load_image(tmp_path / "c.jpg")
+    assert out.mode == "RGB" and close(out.getpixel((8, 8)), RED, 10)
+
+
+@pytest.mark.parametrize(
+    "orientation,size,red_at,blue_at",
+    [
+        (1, (40, 20), (5, 5), (35, 15)),
+        (3, (40, 20), (35, 15), (5, 5)),  # 180°
+        (6, (20, 40), (15, 5), (5, 5)),  # stored rotated: viewer turns 90° clockwise, top-left -> top-right
+        (8, (20, 40), (5, 35), (5, 5)),  # 90° counter-clockwise, top-left -> bottom-left
+    ],
+)
+def test_exif_orientation_is_applied(tmp_path, orientation, size, red_at, blue_at):
+    out = load_image(marked(orientation, tmp_path / "r.jpg"))
+    assert out.size == size
+    assert close(out.getpixel(red_at), RED) and close(out.getpixel(blue_at), BLUE)
+
+
+def test_very_large_image_decodes(tmp_path):
+    path = tmp_path / "big.jpg"
+    Image.new("RGB", (10_000, 10_000), (10, 200, 30)).save(path, quality=90)
+    out = load_image(path)
+    assert out.size == (10_000, 10_000) and close(out.getpixel((9_999, 9_999)), (10, 200, 30), 4)
+    del out
+    small = load_image(path, draft_size=(256, 256))  # validation decodes at a reduced scale
+    assert 256 <= min(small.size) < 10_000
+    with pytest.raises(ImageDecodeError, match="exceeds the limit"):
+        load_image(path, max_pixels=50_000_000)
+
+
+# ------------------------------------------------------------------ through `stellar dataset check`
+def check_json(root, capsys, *extra):
+    rc = main(["dataset", "check", str(root), "--json", *extra])
+    data = json.loads(capsys.readouterr().out)
+    return rc, data["summary"], data["problems"]
+
+
+def errors_by_path(problems):
+    out = {}
+    for p in problems:
+        if p["severity"] == "error":
+            out.setdefault(p["path"], []).append(p["message"])
+    return out
+
+
+def test_dataset_check_reports_each_broken_photo_with_its_path(synthetic, capsys):
+    (synthetic / "000" / "0.jpg").write_bytes(b"")
+    truncated(synthetic / "001" / "1.jpg", "JPEG")
+    (synthetic / "002" / "0.jpg").write_text("not an image")
+    (synthetic / "200" / "1_bg.png").write_bytes(b"\x89PNG broken")
+    rc, summary, problems = check_json(synthetic, capsys)
+    assert rc == 1
+    errors = errors_by_path(problems)
+    assert "empty" in errors[str(synthetic / "000" / "0.jpg")][0]
+    assert "truncated" in errors[str(synthetic / "001" / "1.jpg")][0].lower()
+    assert "not a recognised image" in errors[str(synthetic / "002" / "0.jpg")][0]
+    assert "cannot decode mask" in errors[str(synthetic / "200" / "1_bg.png")][0]
+    assert len(errors) == 4 and all(p["fix"] for p in problems)
+    assert summary["photos"] == 10  # the files are still counted: the check names them, it does not hide them
+    rc, _, problems = check_json(synthetic, capsys, "--no-decode")
+    assert rc == 0 and not errors_by_path(problems)  # without decoding, bytes are not looked at
+
+
+def test_dataset_check_accepts_odd_but_valid_photos(tmp_path, capsys):
+    from stellar.testing import make_synthetic_dataset
+
+    root = make_synthetic_dataset(tmp_path / "d", 1)
+    folder = root / "000"
+    (folder / "0.jpg").unlink()
+    (folder / "1.jpg").unlink()
+    (folder / "0_bg.png").unlink()
+    (folder / "1_bg.png").unlink()
+    rgba = np.zeros((300, 300, 4), np.uint8)
+    rgba[..., 0] = 200
+    rgba[50:250, 50:250, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(folder / "0.png")
+    marked(6, folder / "1.jpg")
+    for i, make in enumerate(
+        [
+            lambda p: png16(p.with_suffix(".png"), np.full((300, 300), 40000)),
+            lambda p: Image.new("CMYK", (300, 300), (0, 255, 255, 0)).save(p),
+            lambda p: Image.new("RGB", (10_000, 10_000), (1, 2, 3)).save(p, quality=80),
+        ],
+        start=2,
+    ):
+        make(folder / f"{i}.jpg")
+        (folder / layout.attributes_name(i)).write_text((folder / layout.attributes_name(0)).read_text())
+    rc, summary, problems = check_json(root, capsys)
+    assert summary["photos"] == 5
+    assert not errors_by_path(problems), problems
+    assert rc == 0
+    warnings = [p for p in problems if p["severity"] == "warning"]
+    assert [p["path"] for p in warnings] == [str(folder / "1.jpg")] and "very small" in warnings[0]["message"]
+
+
+def write_prompts(folder, name, data):
+    if isinstance(data, bytes):
+        (folder / name).write_bytes(data)
+    else:
+        (folder / name).write_text(data if isinstance(data, str) else json.dumps(data))
+
+
+@pytest.mark.parametrize(
+    "name,data,message",
+    [
+        (layout.PROMPTS_T_FILE, '{"prompts": ["{} x"', "invalid JSON at line 1"),
+        (layout.PROMPTS_H_FILE, b'{"prompts": ["caf\xe9 {}"]}', "not UTF-8 text"),
+        (layout.PROMPTS_T_FILE, {"prompts": ["a horse"], "detectables": [["horse"]]}, "has 0 '{}' placeholders"),
+        (layout.PROMPTS_H_FILE, {"prompts": ["{} and {}"]}, "has 2 '{}' placeholders"),
+        (layout.PROMPTS_T_FILE, {"prompts": ["{} a", "{} b"], "detectables": [["x"]]}, "'detectables' has 1 entries but there are 2"),
+        (layout.PROMPTS_T_FILE, {"prompts": ["{} a"], "detectables": [["x"]], "categories": [[], []]}, "'categories' has 2 entries"),
+        (layout.PROMPTS_T_FILE, {"prompts": [3]}, "prompt 0 is not a string"),
+        (layout.PROMPTS_T_FILE, {"text": []}, "expected a JSON object with a 'prompts' list"),
+    ],
+)
+def test_dataset_check_reports_bad_prompts_files(synthetic, capsys, name, data, message):
+    write_prompts(synthetic / "001", name, data)
+    rc, _, problems = check_json(synthetic, capsys, "--no-decode")
+    errors = errors_by_path(problems)
+    assert rc == 1 and list(errors) == [str(synthetic / "001" / name)]
+    assert message in errors[str(synthetic / "001" / name)][0]
+    with pytest.raises(DatasetError, match="001/" + name):
+        StellarDataset(synthetic)
+
+
+def test_dataset_check_reports_structure_problems(synthetic, capsys):
+    lonely = synthetic / "003"  # prompts but no photos
+    lonely.mkdir()
+    write_prompts(lonely, layout.PROMPTS_H_FILE, {"prompts": ["{} x"]})
+    noise().save(lonely / "IMG_1.jpg")
+    for bad in ("a..b", "bad name", "x-y", "back\\slash"):  # '..', space, '-', a path separator on Windows
+        folder = synthetic / bad
+        folder.mkdir()
+        noise().save(folder / "0.jpg")
+    noise().save(synthetic / "000" / "0.png")  # a second file for photo 0
+    (synthetic / "002" / "1_attributes.json").write_text(json.dumps({"attributes": {"Young": 1, "Male": "yes"}}))
+    (synthetic / layout.SPLITS_FILE).write_text(json.dumps({"test": ["000", "ghost"], "val": ["000"]}))
+    rc, _, problems = check_json(synthetic, capsys, "--no-decode")
+    errors = errors_by_path(problems)
+    assert rc == 1
+    assert "subject has no photos" in errors[str(lonely)][0]
+    assert "IMG_1.jpg" in next(p["fix"] for p in problems if p["path"] == str(lonely))
+    for bad in ("a..b", "bad name", "x-y", "back\\slash"):
+        assert "invalid subject folder name" in errors[str(synthetic / bad)][0]
+    assert "second file for photo 0" in errors[str(synthetic / "000" / "0.png")][0]
+    attr = " ".join(errors[str(synthetic / "002" / "1_attributes.json")])
+    assert "'Male' has value 'yes'" in attr and "missing APS attribute(s)" in attr
+    splits = " ".join(errors[str(synthetic / layout.SPLITS_FILE)])
+    assert "listed in two splits" in splits and "unknown subject 'ghost'" in splits
+
+
+def test_duplicate_photo_index_does_not_duplicate_jobs(synthetic):
+    noise().save(synthetic / "000" / "0.png")
+    ds = StellarDataset(synthetic, strict=False)
+    names = [j.name for j in ds.jobs("test")]
+    assert len(names) == len(set(names)) == 3 * 2 * 6
+    assert ds.subject("000").photos[0].path.name == "0.jpg"
+
+
+# ------------------------------------------------------------------ through GeneratedSet / `generated check`
+def fill(folder, jobs, ext=".png", size=(32, 32)):
+    folder.mkdir(exist_ok=True)
+    for j in jobs:
+        Image.new("RGB", size, (j.prompt.index * 20, 0, 0)).save(folder / f"{j.name}{ext}")
+
+
+def test_generated_set_reports_duplicates_unknown_subjects_and_bad_names(synthetic, tmp_path):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    fill(gen, ds.jobs("test"))
+    Image.new("RGB", (8, 8)).save(gen / "000-0-00.jpg")  # a second image for job 000-0-00
+    for stem in ("999-0-00", "000-5-00", "000-0-77", "portrait"):
+        Image.new("RGB", (8, 8)).save(gen / f"{stem}.png")
+    (gen / "001-0-01.json").write_text(json.dumps({"save_name": "../001-0-01"}))
+    (gen / "001-0-02.json").write_text(json.dumps({"save_name": "sub/001-0-02.png"}))
+    (gen / "002-0-00.json").write_text("{broken")
+    gs = GeneratedSet(gen, ds)
+    errors = {}
+    for p in gs.problems():
+        if p.severity == "error":
+            errors.setdefault(p.path, []).append(p.message)
+    assert "2 files claim job 000-0-00" in errors[str(gen / "000-0-00.jpg")][0]
+    assert "unknown subject '999'" in errors[str(gen / "999-0-00.png")][0]
+    assert "has no photo 5" in errors[str(gen / "000-5-00.png")][0]
+    assert "prompt index 77" in errors[str(gen / "000-0-77.png")][0]
+    assert "not a job name" in errors[str(gen / "portrait.png")][0]
+    assert "path separator or '..'" in errors[str(gen / "001-0-01.json")][0]
+    assert "path separator or '..'" in errors[str(gen / "001-0-02.json")][0]
+    assert "not valid JSON" in errors[str(gen / "002-0-00.json")][0]
+    s = gs.summary()
+    assert s["duplicates"] == 1 and s["unmatched"] == 4 and s["matched"] == s["expected"] - 1
+    assert "001-0-01" in gs.report.matched  # an unusable sidecar falls back on the name, with a warning
+
+
+def test_global_prompt_index_names_are_matched(synthetic, tmp_path):
+    ds = StellarDataset(synthetic)
+    offsets = ds.global_prompt_offsets("test")
+    assert offsets == {"000": 0, "001": 6, "002": 12}
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    for j in ds.jobs("test"):
+        Image.new("RGB", (8, 8)).save(gen / f"{j.subject}-{j.photo.index}-{offsets[j.subject] + j.prompt.index:02d}.png")
+    gs = GeneratedSet(gen, ds)
+    assert not [p for p in gs.problems() if p.severity == "error"]
+    assert gs.summary()["matched_by"] == {"sidecar": 0, "name": 12, "global-name": 24}
+    assert gs.report.matched["002-1-03"].path.name == "002-1-15.png"
+
+
+def test_sidecars_match_by_image_path_and_prompt(synthetic, tmp_path):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    jobs = ds.jobs("test", kinds=("H",))
+    for k, j in enumerate(jobs):
+        Image.new("RGB", (8, 8)).save(gen / f"img_{k:04d}.png")  # names say nothing
+        prompt = j.prompt.template if k % 2 else j.prompt.fill("a person")
+        image_path = f"C:\\data\\STELLAR\\{j.subject}\\{j.photo.index}.jpg" if k % 3 == 0 else f"/data/STELLAR/{j.subject}/{j.photo.index}.jpg"
+        (gen / f"img_{k:04d}.json").write_text(json.dumps({"prompt": prompt, "image_path": image_path, "cfg": 7.5}))
+    gs = GeneratedSet(gen, ds, kinds=("H",))
+    assert not [p for p in gs.problems() if p.severity == "error"]
+    assert gs.summary()["matched_by"]["sidecar"] == len(jobs) == 12
+    assert [gs.report.matched[j.name].path.name for j in jobs] == [f"img_{k:04d}.png" for k in range(12)]
+
+
+def test_seed_suffixes_are_inferred_and_missing_seeds_reported(synthetic, tmp_path):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    jobs = ds.jobs("test", kinds=("T",), seeds=3)
+    fill(gen, jobs[:-1])  # the last job's seed 2 is missing
+    gs = GeneratedSet(gen, ds, kinds=("T",))
+    assert gs.seeds == 3 and gs.summary()["matched"] == len(jobs) - 1
+    assert [j.name for j in gs.report.missing] == [jobs[-1].name] and jobs[-1].name.endswith("-s2")
+    assert gs.problems(allow_missing=True)[-1].severity == "warning"
+
+
+def test_generated_check_decodes_and_reports_bad_images(synthetic, tmp_path, capsys):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    jobs = ds.jobs("test", kinds=("H",))
+    fill(gen, jobs)
+    (gen / f"{jobs[0].name}.png").write_bytes(b"")
+    truncated(gen / f"{jobs[1].name}.png", "PNG")
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    Image.fromarray(rgba, "RGBA").save(gen / f"{jobs[2].name}.png")  # odd but valid
+    png16(gen / f"{jobs[3].name}.png", np.full((16, 16), 50000))
+    rc = main(["generated", "check", "--dataset", str(synthetic), "--generated", str(gen), "--kinds", "H", "--json"])
+    data = json.loads(capsys.readouterr().out)
+    bad = {p["path"]: p["message"] for p in data["problems"] if p["severity"] == "error"}
+    assert rc == 1 and set(bad) == {str(gen / f"{jobs[0].name}.png"), str(gen / f"{jobs[1].name}.png")}
+    assert "empty" in bad[str(gen / f"{jobs[0].name}.png")] and "truncated" in bad[str(gen / f"{jobs[1].name}.png")].lower()
+    assert data["summary"]["matched"] == 12
