@@ -1076,7 +1076,11 @@ _HF_TRANSFORMERS_CONFIG = (
     "merges.txt",
     "added_tokens.json",
 )
-_HF_WEIGHTS = (("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json"), ("pytorch_model.bin", "pytorch_model-*-of-*.bin", "pytorch_model.bin.index.json"))
+#: Weight files in preference order: safetensors if the repo has them, else the pickled .bin.
+_HF_WEIGHTS = (
+    ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json"),
+    ("pytorch_model.bin", "pytorch_model-*-of-*.bin", "pytorch_model.bin.index.json"),
+)
 
 _CLIP_OPENAI_NORM = {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}
 _SD_TOKENIZER = ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")
