@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print_json({"summary": summary, "problems": [p.to_dict() for p in problems]})
     else:
         _print_summary(summary)
-        print_problems(problems)
+        print_problems(problems, file=sys.stdout)  # the current stdout: the default was bound at import
     return 1 if count(problems, "error") else 0
 
 
