@@ -8,8 +8,10 @@ facenet-pytorch's outputs (the test oracle):
   score order, ties broken by the lower index first (torchvision sorts with a stable sort).
 * ``"min"`` with the inclusive-pixel ``+1`` convention of the original MATLAB MTCNN (Zhang et al.
   2016, ``nms.m``): area ``(x2 - x1 + 1) * (y2 - y1 + 1)``, overlap = intersection / min(area_i,
-  area_j). facenet-pytorch's ``nms_numpy`` visits candidates in reverse ``np.argsort`` order, i.e.
-  ties broken by the *higher* index first; we do the same (``tie_break="last"``).
+  area_j). facenet-pytorch's ``nms_numpy`` visits candidates in reverse ``np.argsort`` order,
+  whose order among equal scores numpy leaves unspecified; we break such ties by the *higher*
+  index first (``tie_break="last"``, the reverse of a stable ascending sort). Exactly equal
+  O-Net probabilities on overlapping boxes are the only case where this choice can matter.
 
 In both, a box is suppressed when its overlap with an already-kept box is strictly greater than the
 threshold. The arithmetic is written in the same order as the reference implementations so that
