@@ -1,0 +1,198 @@
+"""The evaluation engine with injected models: a deterministic fake face analyzer and a tiny CLIP.
+
+The fake analyzer is a stand-in with known behaviour (a "face" is a flat-coloured centre region, its
+embedding a normalised thumbnail), so the engine's bookkeeping — planning, caching, resume, sharding,
+exclusion, APS wiring — is tested exactly; real face models are tested in their own files.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from stellar.data import StellarDataset
+from stellar.engine import EvalConfig, evaluate
+from stellar.engine.cache import FeatureCache
+from stellar.errors import StellarError
+from stellar.models.faces.base import Face
+
+
+class FakeFaces:
+    protocol = "fake-faces-v1"
+    dim = 16
+
+    def __init__(self):
+        self.calls = 0
+
+    def analyze(self, images):
+        out = []
+        for im in images:
+            self.calls += 1
+            a = np.asarray(im, dtype=np.float64)
+            h, w = a.shape[:2]
+            c = a[h // 2 - h // 20 : h // 2 + h // 20, w // 2 - w // 20 : w // 2 + w // 20]
+            if c.std(axis=(0, 1)).mean() > 30:  # noise: no face (a flat-coloured head has ~0 spread)
+                out.append([])
+                continue
+            thumb = np.asarray(Image.fromarray(a.astype(np.uint8)).convert("L").resize((4, 4)), dtype=np.float64).ravel()
+            thumb -= thumb.mean()
+            emb = (thumb / (np.linalg.norm(thumb) + 1e-9)).astype(np.float32)
+            box = np.array([w * 0.3, h * 0.3, w * 0.7, h * 0.7], np.float32)
+            out.append([Face(box=box, score=0.99, landmarks5=None, embedding=emb, area=float(0.16 * w * h))])
+        return out
+
+
+def write_set(ds, folder, method, seed=0):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for job in ds.jobs("test"):
+        if method == "copy":
+            im = Image.open(job.photo.path).convert("RGB")
+        else:
+            im = Image.fromarray(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
+        im.save(folder / f"{job.name}.png")
+    return folder
+
+
+@pytest.fixture
+def setup(synthetic, tmp_path, monkeypatch):
+    monkeypatch.setenv("STELLAR_HOME", str(tmp_path / "home"))
+    ds = StellarDataset(synthetic)
+    return ds, write_set(ds, tmp_path / "gen" / "copy", "copy"), write_set(ds, tmp_path / "gen" / "noise", "noise")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from stellar.models.clip import ClipEncoder
+    from stellar.testing import tiny_clip_folder
+
+    return ClipEncoder.from_pretrained(str(tiny_clip_folder(tmp_path_factory.mktemp("clip"))), device="cpu")
+
+
+def run(ds, gen, out, clip=None, faces=None, **kw):
+    metrics = kw.pop("metrics", ("ips", "sis", "aps") + (("clip_t", "clip_i") if clip else ()))
+    cfg = EvalConfig(metrics=metrics, batch_size=kw.pop("batch_size", 5), **kw)
+    return evaluate(ds, gen, out, cfg, faces=faces or FakeFaces(), clip=clip, clip_unavailable=None if clip else "no CLIP given", progress=False)
+
+
+def test_copy_without_clip_scores_perfect_ips_and_rule_not_applied(setup, tmp_path):
+    ds, copy, _ = setup
+    summary = run(ds, copy, tmp_path / "run")
+    df = pd.read_parquet(tmp_path / "run" / "per_image.parquet")
+    assert len(df) == 36 and list(df["name"][:2]) == ["000-0-00", "000-0-01"]
+    assert (df["status"] == "ok").all()
+    assert np.allclose(df["ips"], 1.0, atol=1e-5)
+    assert (df["sis"] <= df["ips"] + 1e-9).all() and (df["sis"] < 0.999).any()
+    assert summary["exclusion"]["applied"] is False
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["exclusion_rule"].startswith("not applied")
+    # a copy's generated face is its input face: APS = the probes' agreement on their own inputs
+    from stellar.data.layout import APS_ATTRIBUTES
+    from stellar.metrics.identity import attribute_preservation
+
+    ref = np.stack([np.asarray(e) for e in df["face_embedding"]]) if "face_embedding" in df else None
+    assert ref is None  # embeddings stay in the part files, not in the final table
+    table = pd.read_parquet(tmp_path / "run" / "reference.parquet").set_index(["subject", "photo"])
+    feats = np.stack([np.asarray(table.loc[(s, p), "face_embedding"]) for s, p in zip(df["subject"], df["photo"])])
+    labels = np.array([[ds.subject(s).photos[p].attributes[a] for a in APS_ATTRIBUTES] for s, p in zip(df["subject"], df["photo"])])
+    expected = attribute_preservation(feats, labels, feats, APS_ATTRIBUTES, photo_ids=list(zip(df["subject"], df["photo"])))
+    assert summary["aps"]["score"] == pytest.approx(expected.score)
+    assert np.allclose(df["aps_image"], expected.per_image)
+
+
+def test_copy_is_excluded_by_the_rule(setup, tmp_path, clip):
+    ds, copy, _ = setup
+    summary = run(ds, copy, tmp_path / "run", clip=clip)
+    df = pd.read_parquet(tmp_path / "run" / "per_image.parquet")
+    # a copy scores CLIP_T == CLIP_N exactly, so it never passes CLIP_N + 2σ
+    assert np.allclose(df["clip_t"], df["clip_n"], atol=1e-6)
+    assert not df["followed_prompt"].any() and summary["exclusion"]["excluded"] == 36
+    assert (df["ips"] == 0).all() and (df["sis"] == 0).all()
+    assert np.allclose(df["ips_raw"], 1.0, atol=1e-5)  # the raw value is kept for diagnosis
+    assert summary["aps"]["score"] == pytest.approx(0.0) or summary["aps"]["score"] <= 0.5
+    assert np.allclose(df["clip_i"], 1.0, atol=1e-5)
+
+
+def test_noise_has_no_face_and_zero_ips(setup, tmp_path):
+    ds, _, noise = setup
+    summary = run(ds, noise, tmp_path / "run")
+    df = pd.read_parquet(tmp_path / "run" / "per_image.parquet")
+    assert (df["status"] == "no_face_generated").all() and (df["ips"] == 0).all()
+    assert summary["status_counts"] == {"no_face_generated": 36}
+    assert summary["aps"]["score"] == pytest.approx(0.0)  # no face = the wrong class for every attribute
+    assert (df["aps_image"] == 0).all()
+
+
+def test_reference_faces_computed_once_and_reused_across_runs(setup, tmp_path):
+    ds, copy, noise = setup
+    faces = FakeFaces()
+    s1 = run(ds, noise, tmp_path / "r1", faces=faces)
+    assert s1["model_passes"]["face_passes_reference"] == 6  # 3 subjects x 2 photos, once
+    assert s1["model_passes"]["face_passes_generated"] == 36  # every generated image once
+    assert faces.calls == 42
+    s2 = run(ds, copy, tmp_path / "r2", faces=faces)
+    assert s2["model_passes"]["face_passes_reference"] == 0  # from the feature cache
+    no_reuse = run(ds, noise, tmp_path / "r3", faces=FakeFaces(), reuse=False)
+    assert no_reuse["model_passes"]["face_passes_per_generated_image"] > 4 * s1["model_passes"]["face_passes_per_generated_image"]
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_interrupted_run_resumes_to_identical_results(setup, tmp_path, clip):
+    ds, copy, _ = setup
+    run(ds, copy, tmp_path / "full", clip=clip)
+
+    def crash(b):
+        if b == 2:
+            raise Crash
+
+    cfg = EvalConfig(batch_size=5)
+    with pytest.raises(Crash):
+        evaluate(ds, copy, tmp_path / "resumed", cfg, faces=FakeFaces(), clip=clip, progress=False, on_batch=crash)
+    assert not (tmp_path / "resumed" / "per_image.parquet").exists()
+    faces = FakeFaces()
+    run(ds, copy, tmp_path / "resumed", clip=clip, faces=faces, batch_size=5)
+    a = pd.read_parquet(tmp_path / "full" / "per_image.parquet")
+    b = pd.read_parquet(tmp_path / "resumed" / "per_image.parquet")
+    pd.testing.assert_frame_equal(a.drop(columns=["image"]), b.drop(columns=["image"]))
+
+
+def test_shards_merge_to_the_single_process_result(setup, tmp_path, clip):
+    ds, copy, _ = setup
+    run(ds, copy, tmp_path / "single", clip=clip)
+    assert run(ds, copy, tmp_path / "sharded", clip=clip, shard=(0, 2)) is None  # waits for shard 1
+    summary = run(ds, copy, tmp_path / "sharded", clip=clip, shard=(1, 2))
+    assert summary is not None
+    a = pd.read_parquet(tmp_path / "single" / "per_image.parquet")
+    b = pd.read_parquet(tmp_path / "sharded" / "per_image.parquet")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_undecodable_image_is_a_recorded_failure(setup, tmp_path):
+    ds, copy, _ = setup
+    (copy / "001-1-02.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    summary = run(ds, copy, tmp_path / "run")
+    df = pd.read_parquet(tmp_path / "run" / "per_image.parquet").set_index("name")
+    assert df.loc["001-1-02", "status"] == "decode_error" and "001-1-02" not in df.loc["001-1-02", "error"] or df.loc["001-1-02", "error"]
+    assert np.isnan(df.loc["001-1-02", "ips"]) and summary["failures"] == 1
+    assert (df.drop(index="001-1-02")["status"] == "ok").all()
+
+
+def test_rerun_with_other_config_is_refused(setup, tmp_path):
+    ds, copy, _ = setup
+    run(ds, copy, tmp_path / "run")
+    with pytest.raises(StellarError, match="another configuration"):
+        run(ds, copy, tmp_path / "run", metrics=("ips",))
+
+
+def test_feature_cache_round_trip(tmp_path):
+    cache = FeatureCache(tmp_path)
+    arrays = {"embeddings": np.eye(3, dtype=np.float32), "scores": np.array([0.5], np.float32)}
+    cache.put("p", "k", arrays)
+    got = cache.get("p", "k")
+    assert np.array_equal(got["embeddings"], arrays["embeddings"]) and cache.get("p", "other") is None
+    assert cache.get("q", "k") is None  # other protocol, other namespace
