@@ -16,3 +16,24 @@ def synthetic(tmp_path):
     make_synthetic_dataset(root, 3)
     make_synthetic_dataset(root, 2, first_id=200, seed=1)
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(tmp_path_factory):
+    """The real-photo demo dataset (``stellar.data.samples``): 6 identities, 8 photos, built once per session.
+
+    Subject -> person / licence / source: ``stellar.data.samples.demo_identities()``; per-photo
+    face counts, head ellipses and APS labels: ``stellar.data.samples.DEMO_PHOTOS``. The
+    face_recognition sdist (Obama, Biden) is fetched once with pip into ``$STELLAR_HOME/downloads``
+    when it is not cached there yet (the only network access of the suite, a PyPI download like
+    any dependency); without network the dependent tests are skipped with the fetch command.
+    """
+    from stellar.data.samples import DownloadError, DownloadHashError, materialize_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo") / "STELLAR"
+    try:
+        return materialize_demo_dataset(root, progress=False, offline=False)
+    except DownloadHashError:
+        raise
+    except DownloadError as exc:
+        pytest.skip(f"face_recognition sdist unavailable: {exc}")

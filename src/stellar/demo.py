@@ -14,6 +14,7 @@ Every step is idempotent: a rerun rewrites nothing and takes a few seconds.
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -96,6 +97,7 @@ def run_demo(
     n_errors = count(all_problems, "error")
     if all_problems:
         print("problems:")
-        print_problems(all_problems, limit=20)
+        # file= explicitly: print_problems binds sys.stdout as a default at import time
+        print_problems(all_problems, limit=20, file=sys.stdout)
     print(f"{'OK' if n_errors == 0 else 'FAILED'} in {time.perf_counter() - started:.1f} s")
     return 0 if n_errors == 0 else 1

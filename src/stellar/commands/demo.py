@@ -1,4 +1,4 @@
-"""``stellar demo``: the whole pipeline on the real-photo demo dataset, offline."""
+"""``stellar demo``: the whole pipeline on the real-photo demo dataset, offline once the sdist is cached."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build the demo dataset from public-domain photos, run the sanity methods, check, summarise")
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default ./demo-out)")
+    p.add_argument("--size", type=int, default=512, help="side of the generated square images (default 512)")
+    p.add_argument("--offline", action="store_true", help="never fetch the face_recognition sdist (it must be cached)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from stellar.demo import run_demo
 
-    return run_demo(args.out)
+    return run_demo(args.out, size=args.size, offline=True if args.offline else None, progress=not args.quiet)

@@ -65,6 +65,7 @@ from PIL import Image, ImageOps
 
 from stellar.data import layout
 from stellar.errors import DatasetError, StellarError
+from stellar.models.registry import is_offline, stellar_home
 
 # ---------------------------------------------------------------------------------------------
 # The face_recognition sdist (Obama ×3, Biden)
@@ -77,13 +78,11 @@ _SDIST_IMAGES = "face_recognition-1.3.0/tests/test_images/"
 
 
 class DownloadError(StellarError):
-    """A file the demo dataset needs cannot be fetched or fails verification."""
+    """A file the demo dataset needs cannot be fetched or read."""
 
 
-def stellar_home() -> Path:
-    """``$STELLAR_HOME``, default ``~/.cache/stellar`` (every Stellar-Bench cache lives below it)."""
-    env = os.environ.get("STELLAR_HOME")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "stellar"
+class DownloadHashError(DownloadError):
+    """A fetched or cached file's sha256 differs from the pinned one."""
 
 
 def default_download_dir() -> Path:
@@ -99,7 +98,7 @@ def fetch_command(cache_dir: str | Path | None = None) -> str:
 def _verify_sdist(path: Path) -> None:
     actual = layout.sha256_file(path)
     if actual != FACE_RECOGNITION_SDIST_SHA256:
-        raise DownloadError(
+        raise DownloadHashError(
             f"{path}: sha256 mismatch: expected {FACE_RECOGNITION_SDIST_SHA256}, got {actual}\n"
             f"  fix: delete the file and fetch it again: {fetch_command(path.parent)}"
         )
@@ -110,11 +109,12 @@ def fetch_face_recognition_sdist(cache_dir: str | Path | None = None, *, offline
 
     Args:
         cache_dir: download cache (default ``$STELLAR_HOME/downloads``).
-        offline: never touch the network; default: ``STELLAR_OFFLINE=1`` in the environment.
+        offline: never touch the network; default: ``STELLAR_OFFLINE`` / ``HF_HUB_OFFLINE`` set (as for models).
 
     Raises:
-        DownloadError: the cached file's sha256 differs from the pinned one (both are named); or the
-            file is absent and cannot be fetched (offline, pip or the network unavailable) — the
+        DownloadHashError: the cached or fetched file's sha256 differs from the pinned one (both
+            are named).
+        DownloadError: the file is absent and cannot be fetched (offline, pip or the network unavailable) — the
             message gives the exact command that fetches it.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_download_dir()
@@ -123,20 +123,20 @@ def fetch_face_recognition_sdist(cache_dir: str | Path | None = None, *, offline
         _verify_sdist(path)
         return path
     if offline is None:
-        offline = os.environ.get("STELLAR_OFFLINE", "") not in ("", "0")
+        offline = is_offline()
     hint = (
         f"  fix: run `{fetch_command(cache)}` once with network access, or build the dataset without "
         "the Obama/Biden photos (include_face_recognition=False)"
     )
     if offline:
-        raise DownloadError(f"{path}: not cached and offline mode is on (STELLAR_OFFLINE)\n{hint}")
+        raise DownloadError(f"{path}: not cached and offline mode is on (STELLAR_OFFLINE / HF_HUB_OFFLINE)\n{hint}")
     cache.mkdir(parents=True, exist_ok=True)
     # pip writes into a private temp folder inside the cache, so a concurrent or interrupted fetch
     # never leaves a partial file under the final name.
     with tempfile.TemporaryDirectory(dir=cache, prefix=".pip-download-") as tmp:
         cmd = [
             sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-            "--disable-pip-version-check", "--quiet", FACE_RECOGNITION_REQUIREMENT, "-d", tmp,
+            "--disable-pip-version-check", "--no-input", "--quiet", FACE_RECOGNITION_REQUIREMENT, "-d", tmp,
         ]  # fmt: skip
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -441,7 +441,8 @@ def materialize_demo_dataset(
         include_face_recognition: include Barack Obama (×3) and Joe Biden from the face_recognition
             sdist. ``False`` builds the four package-only subjects; it is never done implicitly.
         progress: show a progress bar.
-        offline: never fetch the sdist (default: ``STELLAR_OFFLINE=1``); it must then be cached.
+        offline: never fetch the sdist (default: ``STELLAR_OFFLINE`` / ``HF_HUB_OFFLINE`` set); it
+            must then be cached.
 
     Idempotent: a second call writes nothing. The result loads with ``StellarDataset(root)`` and
     ``check()`` reports no error (four single-photo subjects are warnings: SIS = IPS for them).
