@@ -196,3 +196,37 @@ def test_feature_cache_round_trip(tmp_path):
     got = cache.get("p", "k")
     assert np.array_equal(got["embeddings"], arrays["embeddings"]) and cache.get("p", "other") is None
     assert cache.get("q", "k") is None  # other protocol, other namespace
+
+
+def test_report_leaderboard_marks_best_and_renders_every_format(setup, tmp_path, capsys):
+    from stellar.cli import main
+    from stellar.report import leaderboard, load_run, render
+
+    ds, copy, noise = setup
+    run(ds, copy, tmp_path / "copy")
+    run(ds, noise, tmp_path / "noise")
+    runs = [load_run(tmp_path / "copy"), load_run(tmp_path / "noise")]
+    (table,) = leaderboard(runs)
+    assert [name for name, _ in table.rows] == ["copy", "noise"]
+    assert table.best()["ips"] == pytest.approx(1.0)
+    md = render([table], "md")
+    assert "IPS ↑" in md and "**1.0000**" in md and "exclusion rule NOT applied" in md
+    assert "| noise | 0.0000 |" in md and "\\textbf{1.0000}" in render([table], "latex")
+    assert "<b>1.0000</b>" in render([table], "html")
+    csv = render([table], "csv").splitlines()
+    assert csv[0].startswith("table,method,IPS") and "*" in csv[1]
+    split = leaderboard(runs, by="split")
+    assert [t.title for t in split] == ["Stellar-T prompts", "Stellar-H prompts"]
+    assert split[0].rows[0][1]["images"] == 24 and split[1].rows[0][1]["images"] == 12
+    cats = leaderboard(runs, by="category")
+    assert {t.title for t in cats} >= {"Category: animal", "Category: location"}
+    assert main(["report", str(tmp_path / "copy"), f"{tmp_path / 'noise'}=random", "--format", "md"]) == 0
+    assert "| random |" in capsys.readouterr().out
+
+
+def test_metrics_list_cli(capsys):
+    from stellar.cli import main
+
+    assert main(["metrics", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "ips" in out and "higher" in out and "dataset" in out

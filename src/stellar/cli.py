@@ -22,6 +22,8 @@ _GROUPS = (
     "stellar.commands.generated",
     "stellar.commands.demo",
     "stellar.commands.models",
+    "stellar.commands.evaluate",
+    "stellar.commands.report",
 )
 
 

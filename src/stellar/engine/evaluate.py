@@ -485,6 +485,12 @@ def finalize_run(
         k: {m: _mean(frame.loc[ok & (frame["kind"] == k), m]) for m in ("ips", "sis", "clip_t", "clip_i") if m in frame}
         for k in sorted(frame["kind"].unique())
     }
+    if "aps" in metrics:
+        for k in summary["by_kind"]:
+            sel = (frame["kind"] == k).to_numpy()
+            sub = frame[sel].copy()
+            sub.attrs = frame.attrs
+            summary["by_kind"][k]["aps"] = _aps(sub, dataset, None if followed is None else followed[sel])["score"]
     summary["failures"] = int((~ok).sum())
     if counters is not None:
         summary["model_passes"] = asdict(counters)

@@ -135,3 +135,43 @@ class ClipEncoder:
                 feats = self.model.get_text_features(input_ids=tok["input_ids"].to(self.device), attention_mask=tok["attention_mask"].to(self.device))
                 out.append(self._normalise(_features(feats)))
         return np.concatenate(out) if out else np.zeros((0, self.model.config.projection_dim), np.float32)
+
+
+#: Registry card of the default CLIP backbone (DESIGN §6.4).
+DEFAULT_CLIP_CARD = "clip-vit-bigg-14-laion2b"
+
+
+def load_clip(spec: str | None = DEFAULT_CLIP_CARD, *, device: str | None = None, batch_size: int = 32) -> ClipEncoder:
+    """A :class:`ClipEncoder` from a registry card name, a local folder, or a hub id.
+
+    A hub id that a card declares (``laion/CLIP-ViT-bigG-14-laion2B-39B-b160k``) goes through the card
+    (pinned revision, verified cache); another hub id loads directly through ``from_pretrained``.
+
+    Raises:
+        StellarError: the weights are not available (offline and not cached, ...), with the fix.
+    """
+    from pathlib import Path
+
+    from stellar.models import registry
+
+    spec = spec or DEFAULT_CLIP_CARD
+    if Path(spec).expanduser().is_dir():
+        return ClipEncoder.from_pretrained(str(Path(spec).expanduser()), device=device, batch_size=batch_size)
+    card = None
+    try:
+        card = registry.get_card(spec)
+    except registry.UnknownModelError:
+        for c in registry.list_cards():
+            if any(getattr(s, "repo_id", None) == spec for s in c.sources):
+                card = c
+                break
+    if card is None:
+        return ClipEncoder.from_pretrained(spec, device=device, batch_size=batch_size)
+    files = registry.resolve(card.name)
+    config = files.get("config.json")
+    if config is None:
+        raise StellarError(f"model card {card.name!r} has no config.json; it is not a transformers CLIP checkpoint")
+    encoder = ClipEncoder.from_pretrained(str(config.parent), device=device, batch_size=batch_size)
+    revision = next((getattr(s, "revision", None) for s in card.sources if getattr(s, "revision", None)), "unpinned")
+    encoder.name = f"{card.name}@{revision}"
+    return encoder

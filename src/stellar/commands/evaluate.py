@@ -1,0 +1,134 @@
+"""``stellar evaluate`` and ``stellar metrics list``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from stellar.commands._common import print_json, split_list
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from stellar.commands.models import add_weights_argument
+    from stellar.engine.evaluate import DEFAULT_METRICS
+
+    e = sub.add_parser("evaluate", help="evaluate a generated set against the dataset's jobs")
+    e.add_argument("--dataset", type=Path, required=True)
+    e.add_argument("--generated", type=Path, required=True, help="folder of generated images (official layout)")
+    e.add_argument("--out", type=Path, required=True, help="run directory (created; a rerun resumes)")
+    e.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma separated (default {','.join(DEFAULT_METRICS)}); see `stellar metrics list`")
+    e.add_argument("--faces", default="paper", help="face preset: paper (mtcnn+facenet), arcface (scrfd+arcface), offline (mtcnn+dlib)")
+    e.add_argument("--clip", default="clip-vit-bigg-14-laion2b", help="CLIP card, hub id or local folder; 'none' to skip CLIP metrics and the exclusion rule")
+    e.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--workers", type=int, default=2, help="image-decoding threads")
+    e.add_argument("--split", default="test", choices=["test", "val", "all"])
+    e.add_argument("--kinds", default="T,H")
+    e.add_argument("--seeds", type=int, default=None)
+    e.add_argument("--method", default=None, help="method name shown in reports (default: the folder name)")
+    e.add_argument("--shard", default=None, help="i/n: evaluate every n-th job from i (auto under torchrun/accelerate)")
+    e.add_argument("--strict", action="store_true", help="stop when images are unmatched, missing or duplicated")
+    e.add_argument("--force", action="store_true", help="discard previous results in --out and recompute")
+    e.add_argument("--no-reuse", action="store_true", help="recompute reference faces per metric and image, as the official code (for benchmarks)")
+    e.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
+    e.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_weights_argument(e)
+    e.set_defaults(func=cmd_evaluate)
+
+    m = sub.add_parser("metrics", help="the metrics and their metadata")
+    msub = m.add_subparsers(dest="metrics_command", metavar="ACTION")
+    msub.required = True
+    ml = msub.add_parser("list", help="name, direction, what it needs, models, level, exclusion rule")
+    ml.add_argument("--json", action="store_true")
+    ml.set_defaults(func=cmd_metrics_list)
+
+
+def _shard(text: str | None) -> tuple[int, int]:
+    from stellar.errors import StellarError
+
+    if text is None:
+        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+        if rank is not None and world is not None and int(world) > 1:
+            return int(rank), int(world)
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise StellarError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise StellarError(f"--shard {text!r}: need 0 <= i < n")
+    return i, n
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from stellar.commands.models import apply_weights_overrides
+    from stellar.data.dataset import StellarDataset
+    from stellar.engine.evaluate import CLIP_METRICS, FACE_METRICS, EvalConfig, evaluate
+    from stellar.engine.store import ResultsStore
+    from stellar.errors import StellarError
+
+    apply_weights_overrides(args)
+    metrics = tuple(split_list(args.metrics))
+    config = EvalConfig(
+        metrics=metrics,
+        split=None if args.split == "all" else args.split,
+        kinds=tuple(split_list(args.kinds)),
+        seeds=args.seeds,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        strict=args.strict,
+        reuse=not args.no_reuse,
+        use_cache=not args.no_cache,
+        shard=_shard(args.shard),
+        method=args.method,
+    )
+    if args.force and config.shard[0] == 0:
+        ResultsStore(args.out).clear()
+    dataset = StellarDataset(args.dataset)
+    faces = None
+    if any(m in FACE_METRICS for m in metrics):
+        from stellar.models.faces import FaceAnalyzer
+
+        faces = FaceAnalyzer.from_preset(args.faces, device=args.device, batch_size=args.batch_size)
+    clip, why = None, None
+    if args.clip.lower() != "none":
+        from stellar.models.clip import load_clip
+
+        try:
+            clip = load_clip(args.clip, device=args.device, batch_size=args.batch_size)
+        except StellarError as exc:
+            why = f"CLIP unavailable ({str(exc).splitlines()[0]})"
+            print(f"warning: {why}\n  CLIP-T/CLIP-I are skipped and the exclusion rule is NOT applied.", file=sys.stderr)
+    else:
+        why = "--clip none"
+    summary = evaluate(dataset, args.generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why)
+    if summary is None:
+        print(f"shard {config.shard[0]}/{config.shard[1]} done; results are merged when every shard has finished")
+        return 0
+    if args.json:
+        print_json(summary)
+    else:
+        from stellar.report.leaderboard import console_summary
+
+        print(console_summary(summary))
+    return 0
+
+
+def cmd_metrics_list(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from stellar.metrics.base import METRICS
+
+    if args.json:
+        print_json([asdict(m) for m in METRICS.values()])
+        return 0
+    print(f"{'name':8s} {'display':8s} {'better':7s} {'level':8s} {'exclusion':9s} {'models':10s} needs")
+    for m in METRICS.values():
+        print(
+            f"{m.name:8s} {m.display_name:8s} {'higher' if m.higher_is_better else 'lower':7s} {m.level:8s} "
+            f"{'yes' if m.exclusion_applies else 'no':9s} {','.join(m.models):10s} {','.join(m.needs)}"
+        )
+        print(f"{'':8s} {m.description}")
+    return 0
