@@ -194,3 +194,14 @@ def test_cli_demo(demo_dataset, tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path / "o"), "--size", "32", "--offline", "--quiet"]) == 0
     assert "120/120" in capsys.readouterr().out
     assert main(["demo", "--out", str(tmp_path / "o"), "--size", "0", "--offline", "--quiet"]) == 2
+
+
+def test_cli_demo_without_face_recognition_needs_no_download(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("STELLAR_HOME", str(tmp_path / "empty-home"))
+    out = str(tmp_path / "o")
+    assert main(["demo", "--out", out, "--size", "32", "--offline", "--quiet"]) == 2
+    assert "pip download --no-deps --no-binary :all: face_recognition==1.3.0" in capsys.readouterr().err
+    assert main(["demo", "--out", out, "--size", "32", "--offline", "--quiet", "--skip-face-recognition"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 identities" in printed and "60/60" in printed
+    assert not (tmp_path / "empty-home").exists()

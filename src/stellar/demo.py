@@ -33,6 +33,7 @@ def run_demo(
     seed: int = 0,
     cache_dir: Path | None = None,
     offline: bool | None = None,
+    include_face_recognition: bool = True,
     progress: bool = True,
 ) -> int:
     """Build the demo dataset and generated sets under ``out``, check them, print a summary.
@@ -43,7 +44,10 @@ def run_demo(
         methods: registered method names to run.
         seed: base seed of the generated sets.
         cache_dir: download cache of the face_recognition sdist (default ``$STELLAR_HOME/downloads``).
-        offline: never fetch (default: ``STELLAR_OFFLINE=1``); the sdist must be cached.
+        offline: never fetch (default: ``STELLAR_OFFLINE`` / ``HF_HUB_OFFLINE`` set); the sdist
+            must then be cached.
+        include_face_recognition: ``False`` leaves out the Obama/Biden photos of the sdist (four
+            subjects remain); only when asked, never as a silent fallback.
         progress: progress bars.
 
     Returns:
@@ -60,7 +64,13 @@ def run_demo(
     out = Path(out)
     started = time.perf_counter()
     created = [create_method(name, size=size) for name in methods]  # unknown names fail before any work
-    root = materialize_demo_dataset(out / "dataset", cache_dir=cache_dir, offline=offline, progress=progress)
+    root = materialize_demo_dataset(
+        out / "dataset",
+        cache_dir=cache_dir,
+        offline=offline,
+        include_face_recognition=include_face_recognition,
+        progress=progress,
+    )
     dataset = StellarDataset(root)
     dataset_problems = dataset.check(progress=progress)
     jobs = dataset.jobs("test")
@@ -78,7 +88,7 @@ def run_demo(
                      count(problems, "error"), count(problems, "warning"), str(folder)))  # fmt: skip
 
     summary = dataset.summary()
-    n_identities = len(demo_identities())
+    n_identities = len(demo_identities(include_face_recognition=include_face_recognition))
     test = summary["splits"].get("test", {})
     print()
     print(f"Stellar-Bench demo -> {out}")

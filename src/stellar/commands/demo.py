@@ -11,6 +11,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default ./demo-out)")
     p.add_argument("--size", type=int, default=512, help="side of the generated square images (default 512)")
     p.add_argument("--offline", action="store_true", help="never fetch the face_recognition sdist (it must be cached)")
+    p.add_argument(
+        "--skip-face-recognition",
+        action="store_true",
+        help="leave out the Obama/Biden photos of the face_recognition sdist (no download; 4 subjects)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
@@ -18,4 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     from stellar.demo import run_demo
 
-    return run_demo(args.out, size=args.size, offline=True if args.offline else None, progress=not args.quiet)
+    return run_demo(
+        args.out,
+        size=args.size,
+        offline=True if args.offline else None,
+        include_face_recognition=not args.skip_face_recognition,
+        progress=not args.quiet,
+    )

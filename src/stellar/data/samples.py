@@ -126,7 +126,7 @@ def fetch_face_recognition_sdist(cache_dir: str | Path | None = None, *, offline
         offline = is_offline()
     hint = (
         f"  fix: run `{fetch_command(cache)}` once with network access, or build the dataset without "
-        "the Obama/Biden photos (include_face_recognition=False)"
+        "the Obama/Biden photos (include_face_recognition=False; `stellar demo --skip-face-recognition`)"
     )
     if offline:
         raise DownloadError(f"{path}: not cached and offline mode is on (STELLAR_OFFLINE / HF_HUB_OFFLINE)\n{hint}")
