@@ -176,3 +176,22 @@ def test_generated_check_seeds(synthetic, tmp_path, capsys):
     assert "matched 72/72" in out and "seeds 2" in out
     assert gcheck(synthetic, gen, "--seeds", "3") == 1
     assert "matched 72/108" in capsys.readouterr().out
+
+
+def test_checks_and_export_never_modify_their_inputs(synthetic, tmp_path, capsys):
+    import hashlib
+
+    def listing(root):
+        return {str(p): (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_mtime_ns) for p in sorted(root.rglob("*")) if p.is_file()}
+
+    gen = tmp_path / "gen"
+    generate(gen, StellarDataset(synthetic).jobs("test"))
+    (gen / "000-0-00.json").write_text(json.dumps({"save_name": "../escape"}))
+    (gen / "broken.png").write_bytes(b"")
+    before = listing(synthetic), listing(gen)
+    assert main(["dataset", "check", str(synthetic)]) == 0
+    assert gcheck(synthetic, gen) == 1
+    assert main(["jobs", "export", "--dataset", str(synthetic)]) == 0
+    capsys.readouterr()
+    assert (listing(synthetic), listing(gen)) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["STELLAR", "gen"]

@@ -763,7 +763,7 @@ def import_subjects(
                 previous = None
             if isinstance(previous, dict) and previous.get("inputs_fingerprint") == fingerprint and "report" in previous:
                 return ImportReport.from_dict(previous["report"], out=out, up_to_date=True)
-            why = "was imported from other inputs (or they changed since)" if previous is not None else "is not empty"
+            why = "was imported from other inputs or options (or the inputs changed since)" if previous is not None else "is not empty"
             raise DatasetError(f"output folder {why}", out, "delete it to re-import, or choose a new --out")
 
     problems: list[Problem] = []
