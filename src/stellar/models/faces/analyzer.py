@@ -359,7 +359,13 @@ class FaceAnalyzer:
         self.timings["images"] += len(arrays)
         out = []
         for dets, embs in zip(detections, embeddings):
-            embs = np.asarray(embs, dtype=np.float32).reshape(len(dets), -1)
+            embs = np.asarray(embs, dtype=np.float32)
+            if embs.size == 0:
+                embs = np.zeros((0, self.dim), dtype=np.float32)
+            if embs.ndim != 2 or embs.shape[0] != len(dets):
+                raise StellarError(
+                    f"embedder {self.embedder_name!r} returned embeddings of shape {embs.shape} for {len(dets)} face(s)"
+                )
             norms = np.linalg.norm(embs, axis=1, keepdims=True)
             embs = (embs / np.maximum(norms, 1e-12)).astype(np.float32)
             faces = [_face(d, e) for d, e in zip(dets, embs)]
