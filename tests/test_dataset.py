@@ -104,3 +104,17 @@ def test_strict_load_raises_with_every_error_named(synthetic):
     assert "001/prompts_t.json" in text and "invalid JSON" in text
     assert "002/0_attributes.json" in text and "Male" in text
     assert "stellar dataset check" in text
+
+
+def test_seed_suffix_beyond_the_seed_count_is_not_matched(synthetic, tmp_path):
+    from PIL import Image
+
+    from stellar.data import GeneratedSet
+
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    Image.new("RGB", (8, 8)).save(gen / "000-0-00-s3.png")
+    gs = GeneratedSet(gen, ds, seeds=1)
+    assert len(gs) == 0 and gs.report.unmatched[0][0].name == "000-0-00-s3.png"
+    assert len(GeneratedSet(gen, ds, seeds=4)) == 1

@@ -172,6 +172,9 @@ def test_run_demo_end_to_end(demo_dataset, tmp_path, capsys):
     copy = np.asarray(Image.open(out / "generated" / "copy" / "004-2-00.png"))
     assert copy.shape == (64, 64, 3)
     assert "6 identities" in printed and "OK" in printed
+    # the demo ends with the evaluation and the leaderboard of the three sanity methods
+    assert "Leaderboard (faces preset 'offline'" in printed and "| copy |" in printed and "| noise |" in printed
+    assert "exclusion rule NOT applied" in printed
     # rerun: nothing rewritten
     before = _state(out / "generated" / "paste")
     assert run_demo(out, size=64, offline=True, progress=False) == 0
@@ -185,13 +188,13 @@ def test_run_demo_reports_errors(demo_dataset, tmp_path, capsys):
     stray = out / "generated" / "noise"
     stray.mkdir(parents=True)
     (stray / "not-a-job.png").write_bytes(b"junk")
-    assert run_demo(out, size=32, methods=("noise",), offline=True, progress=False) == 1
+    assert run_demo(out, size=32, methods=("noise",), offline=True, progress=False, evaluate=False) == 1
     printed = capsys.readouterr().out
     assert "not matched to any job" in printed and "FAILED" in printed
 
 
 def test_cli_demo(demo_dataset, tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path / "o"), "--size", "32", "--offline", "--quiet"]) == 0
+    assert main(["demo", "--out", str(tmp_path / "o"), "--size", "32", "--offline", "--quiet", "--no-evaluate"]) == 0
     assert "120/120" in capsys.readouterr().out
     assert main(["demo", "--out", str(tmp_path / "o"), "--size", "0", "--offline", "--quiet"]) == 2
 
@@ -201,7 +204,7 @@ def test_cli_demo_without_face_recognition_needs_no_download(tmp_path, monkeypat
     out = str(tmp_path / "o")
     assert main(["demo", "--out", out, "--size", "32", "--offline", "--quiet"]) == 2
     assert "pip download --no-deps --no-binary :all: face_recognition==1.3.0" in capsys.readouterr().err
-    assert main(["demo", "--out", out, "--size", "32", "--offline", "--quiet", "--skip-face-recognition"]) == 0
+    assert main(["demo", "--out", out, "--size", "32", "--offline", "--quiet", "--skip-face-recognition", "--no-evaluate"]) == 0
     printed = capsys.readouterr().out
     assert "4 identities" in printed and "60/60" in printed
     assert not (tmp_path / "empty-home").exists()

@@ -11,8 +11,9 @@ naming the file. Handled on purpose:
 - 16-bit and 32-bit integer / float greyscale ("I;16", "I", "F") -> rescaled to 8 bits by the
   type's range (not clipped, which would saturate a 16-bit photo to white);
 - CMYK / YCbCr / LAB -> RGB through PIL's converters;
-- very large images (up to ``max_pixels``, default 300 MP; PIL's bomb warning is silenced locally,
-  never globally);
+- very large images (a 10k x 10k photo decodes; PIL's bomb *warning* is silenced locally, never
+  globally; its hard limit, 2 x ``PIL.Image.MAX_IMAGE_PIXELS`` ≈ 179 MP, and ``max_pixels`` refuse
+  larger ones with a clear error rather than exhausting memory);
 - zero-byte, truncated, non-image files -> ``ImageDecodeError`` with the reason.
 """
 
@@ -29,7 +30,7 @@ from stellar.errors import ImageDecodeError
 #: Extensions recognised as images, lower case, with the dot.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 
-DEFAULT_MAX_PIXELS = 300_000_000
+DEFAULT_MAX_PIXELS = 178_956_970  # PIL's own hard limit with its default settings
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -8,8 +8,12 @@ import sys
 from stellar.data.problems import Problem, count
 
 
-def print_problems(problems: list[Problem], *, limit: int = 200, file=sys.stdout) -> None:
-    """Errors first, then warnings; at most ``limit`` of each kind, with the rest counted."""
+def print_problems(problems: list[Problem], *, limit: int = 200, file=None) -> None:
+    """Errors first, then warnings; at most ``limit`` of each kind, with the rest counted.
+
+    ``file`` defaults to the *current* ``sys.stdout`` (looked up per call, so redirection works).
+    """
+    file = file or sys.stdout
     for severity in ("error", "warning"):
         items = [p for p in problems if p.severity == severity]
         for p in items[:limit]:

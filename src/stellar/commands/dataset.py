@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -60,7 +59,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         print_json({"summary": summary, "problems": [p.to_dict() for p in problems]})
     else:
         _print_summary(summary)
-        print_problems(problems, file=sys.stdout)  # the current stdout: the default was bound at import
+        print_problems(problems)
     return 1 if count(problems, "error") else 0
 
 

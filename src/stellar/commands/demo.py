@@ -17,6 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="leave out the Obama/Biden photos of the face_recognition sdist (no download; 4 subjects)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--no-evaluate", action="store_true", help="stop after the checks (no face models)")
     p.set_defaults(func=cmd_demo)
 
 
@@ -29,4 +30,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
         offline=True if args.offline else None,
         include_face_recognition=not args.skip_face_recognition,
         progress=not args.quiet,
+        evaluate=not args.no_evaluate,
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from stellar.commands._common import print_json, print_problems, split_list
@@ -43,5 +42,5 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"  unmatched files {summary['unmatched']}, jobs without image {summary['missing']}, "
             f"duplicated jobs {summary['duplicates']}, seeds {summary['seeds']}"
         )
-        print_problems(problems, file=sys.stdout)  # the current stdout: the default was bound at import
+        print_problems(problems)
     return 1 if count(problems, "error") else 0

@@ -135,6 +135,8 @@ class GeneratedSet:
             return None, "name"
         # zero-padding variants ("000-0-5") and the split-global prompt index
         subject = self.dataset.subjects[parsed.subject]
+        if self.seeds == 1 and parsed.seed is not None and parsed.seed > 0:
+            return None, "name"  # "-s3" of a single-seed set is not job "…" (seed 0)
         seed = parsed.seed if self.seeds > 1 else None
         if parsed.prompt < len(subject.prompts):
             return self._by_name.get(layout.job_name(parsed.subject, parsed.photo, parsed.prompt, seed)), "name"

@@ -464,7 +464,7 @@ def finalize_run(
     else:
         followed = None
         frame["followed_prompt"] = None
-        summary["exclusion"] = {"applied": False, "reason": run["exclusion_rule"]}
+        summary["exclusion"] = {"applied": False, "reason": run["exclusion_rule"].removeprefix("not applied: ")}
     for m in ("ips", "sis"):
         if m in metrics:
             raw = frame[f"{m}_raw"].to_numpy(dtype=float)
