@@ -235,3 +235,12 @@ def test_real_vggface2_weights_parity_and_identity(photos, detector):
     same = float(embs[0][0] @ embs[1][0])
     different = float(embs[0][0] @ embs[2][0])
     assert same > 0.8 and different < 0.5 and same > different
+
+
+def test_default_weights_resolve_through_the_registry(tmp_path, monkeypatch):
+    registry = pytest.importorskip("stellar.models.registry")
+    monkeypatch.setenv("STELLAR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("STELLAR_OFFLINE", "1")
+    monkeypatch.delenv("STELLAR_WEIGHTS_DIR", raising=False)
+    with pytest.raises(registry.WeightsUnavailableError, match="stellar models fetch facenet-vggface2"):
+        FaceNetEmbedder(device="cpu")

@@ -307,3 +307,23 @@ def test_nms_known_answer_and_square_boxes():
     assert nms(boxes, scores, 0.7, "min", 1.0).tolist() == [3, 1, 2]
     sq = square_boxes(torch.tensor([[10.0, 20.0, 30.0, 60.0, 0.5]]))
     assert sq.tolist() == [[0.0, 20.0, 40.0, 60.0, 0.5]]
+
+
+# ----------------------------------------------------------------------------- registry wiring
+def test_default_weights_resolve_through_the_registry(tmp_path, monkeypatch):
+    registry = pytest.importorskip("stellar.models.registry")
+    monkeypatch.setenv("STELLAR_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("STELLAR_OFFLINE", "1")
+    monkeypatch.delenv("STELLAR_WEIGHTS_DIR", raising=False)
+    # offline, the registry takes the files from the installed facenet-pytorch 2.6.0 into its cache
+    det = MTCNNDetector(device="cpu")
+    assert det.weights == {net: str(registry.models_dir() / "mtcnn" / f"{net}.pt") for net in ("pnet", "rnet", "onet")}
+    # the same files under $STELLAR_WEIGHTS_DIR/mtcnn/ (sha256-checked by the registry)
+    local = tmp_path / "weights" / "mtcnn"
+    local.mkdir(parents=True)
+    for net in ("pnet", "rnet", "onet"):
+        (local / f"{net}.pt").write_bytes((_oracle_data_dir() / f"{net}.pt").read_bytes())
+    monkeypatch.setenv("STELLAR_WEIGHTS_DIR", str(tmp_path / "weights"))
+    det = MTCNNDetector(device="cpu")
+    assert det.weights == {net: str(local / f"{net}.pt") for net in ("pnet", "rnet", "onet")}
+    assert len(det.detect([np.asarray(Image.fromarray(_astronaut()).resize((256, 256)))])[0]) == 1

@@ -399,10 +399,8 @@ def _proposals(
 
 def _weight_paths(weights: Mapping[str, str | Path] | str | Path | None) -> dict[str, Path]:
     if weights is None:
-        try:
-            from stellar.models.registry import resolve_file  # lazy: the registry may fetch files
-        except ImportError as exc:  # pragma: no cover - only before the registry exists
-            raise StellarError(f"the model registry is unavailable ({exc}); pass MTCNN weights explicitly") from exc
+        from stellar.models.registry import resolve_file  # lazy: the registry may fetch files
+
         return {net: Path(resolve_file("mtcnn", f"{net}.pt")) for net in NET_NAMES}
     if isinstance(weights, (str, Path)):
         folder = Path(weights)
