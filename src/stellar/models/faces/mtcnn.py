@@ -202,7 +202,8 @@ def _crop_resize(
     ex = ints[:, 2].clamp(max=width)
     ey = ints[:, 3].clamp(max=height)
     valid = (ey > y - 1) & (ex > x - 1)
-    idx = image_idx.cpu()
+    # plain Python ints for the slicing: no per-crop device syncs when the images are on a GPU
+    idx, x, y, ex, ey = (t.tolist() for t in (image_idx.cpu(), x, y, ex, ey))
     crops = []
     for k in torch.nonzero(valid).flatten().tolist():
         patch = images[idx[k], :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
