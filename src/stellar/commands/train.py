@@ -26,6 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--mixed-precision", choices=["auto", "no", "fp16", "bf16"], default=None)
     s.add_argument("--gradient-checkpointing", action="store_true", default=None)
     s.add_argument("--base", default=None, help="SDXL base: registry card, hub id or local folder (default sdxl-base-1.0)")
+    s.add_argument("--subject-encoder", default=None, help="CLIP vision encoder: card, hub id or folder (default clip-vit-l-14-openai)")
     s.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, ...")
     s.add_argument("--no-resume", action="store_true", help="start from scratch even if --out has checkpoints")
     s.set_defaults(func=cmd_stellarnet)
@@ -49,6 +50,8 @@ def cmd_stellarnet(args: argparse.Namespace) -> int:
     )
     if args.base is not None:
         config = config.replace(model=dataclasses.replace(config.model, base=args.base))
+    if args.subject_encoder is not None:
+        config = config.replace(model=dataclasses.replace(config.model, subject_encoder=args.subject_encoder))
     photos, kind = discover_training_photos(args.images)
     excluded = dataset_identities(args.exclude_dataset) if args.exclude_dataset is not None else set()
     kept, report = exclude_identities(photos, excluded, f"{args.images} ({kind})")
