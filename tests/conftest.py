@@ -1,10 +1,23 @@
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
 # Tests never touch the network (DESIGN §8).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("STELLAR_OFFLINE", "1")
+
+# The user's cache is where the demo photos' sdist download is kept between runs ...
+USER_DOWNLOADS = Path(os.environ.get("STELLAR_HOME") or "~/.cache/stellar").expanduser() / "downloads"
+# ... but models and features are cached in a fresh folder per session, so no test can pass on a
+# stale feature computed by older code. STELLAR_TEST_USE_HOME=1 keeps the user's $STELLAR_HOME
+# (to run the `slow` real-weight checks against weights cached there).
+if os.environ.get("STELLAR_TEST_USE_HOME") != "1":
+    _home = Path(tempfile.mkdtemp(prefix="stellar-test-home-"))
+    USER_DOWNLOADS.mkdir(parents=True, exist_ok=True)
+    (_home / "downloads").symlink_to(USER_DOWNLOADS, target_is_directory=True)
+    os.environ["STELLAR_HOME"] = str(_home)
 
 
 @pytest.fixture
@@ -32,7 +45,7 @@ def demo_dataset(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("demo") / "STELLAR"
     try:
-        return materialize_demo_dataset(root, progress=False, offline=False)
+        return materialize_demo_dataset(root, progress=False, offline=False, cache_dir=USER_DOWNLOADS)
     except DownloadHashError:
         raise
     except DownloadError as exc:
