@@ -225,7 +225,7 @@ class StellarNetPipeline(StableDiffusionXLPipeline):
         checkpoint: str | Path,
         *,
         base: str | None = None,
-        subject_encoder: str | None = None,
+        subject_encoder: Any = None,
         torch_dtype: torch.dtype | None = None,
         **components: Any,
     ) -> "StellarNetPipeline":
@@ -233,7 +233,8 @@ class StellarNetPipeline(StableDiffusionXLPipeline):
 
         Args:
             checkpoint: the checkpoint folder.
-            base, subject_encoder: override where the frozen parts come from (card, hub id or folder).
+            base, subject_encoder: override where the frozen parts come from (card, hub id or folder);
+                ``subject_encoder`` may also be a built CLIP vision model.
             torch_dtype: dtype of the frozen parts (mappers and LoRA follow the UNet's dtype).
             components: already-built components to use instead of loading them (e.g. ``vae=...``).
 
@@ -246,6 +247,8 @@ class StellarNetPipeline(StableDiffusionXLPipeline):
         from transformers import CLIPVisionModel
 
         parts = dict(components)
+        if subject_encoder is not None and not isinstance(subject_encoder, (str, Path)):
+            parts["subject_encoder"], subject_encoder = subject_encoder, None  # a built model, not a source
         missing = [c for c in BASE_COMPONENTS if c not in parts]
         if missing:
             if base is None and (root / "base" / "model_index.json").is_file():
