@@ -60,7 +60,7 @@ def letterbox(image: np.ndarray, input_size: int = 640) -> tuple[np.ndarray, flo
         new_h = int(new_w * (h / w))
     new_h, new_w = max(new_h, 1), max(new_w, 1)
     scale = new_h / h
-    t = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
+    t = torch.tensor(np.asarray(image, dtype=np.uint8)).permute(2, 0, 1)[None].float()  # a copy: inputs may be read-only
     resized = F.interpolate(t, size=(new_h, new_w), mode="bilinear", align_corners=False, antialias=False)
     resized = resized[0].permute(1, 2, 0).round().clamp(0, 255).to(torch.uint8).numpy()
     canvas = np.zeros((input_size, input_size, 3), dtype=np.uint8)
