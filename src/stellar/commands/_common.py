@@ -30,3 +30,23 @@ def print_json(obj) -> None:
 def split_list(text: str | None) -> list[str]:
     """``"T,H"`` -> ``["T", "H"]``; empty/None -> ``[]``."""
     return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``"i/n"`` -> ``(i, n)``; ``None`` -> from ``RANK``/``WORLD_SIZE`` (torchrun, accelerate) else ``(0, 1)``."""
+    import os
+
+    from stellar.errors import StellarError
+
+    if text is None:
+        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+        if rank is not None and world is not None and int(world) > 1:
+            return int(rank), int(world)
+        return 0, 1
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise StellarError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
+    if not 0 <= i < n:
+        raise StellarError(f"--shard {text!r}: need 0 <= i < n")
+    return i, n

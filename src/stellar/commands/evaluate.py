@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from stellar.commands._common import print_json, split_list
+from stellar.commands._common import parse_shard, print_json, split_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,23 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     ml.set_defaults(func=cmd_metrics_list)
 
 
-def _shard(text: str | None) -> tuple[int, int]:
-    from stellar.errors import StellarError
-
-    if text is None:
-        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
-        if rank is not None and world is not None and int(world) > 1:
-            return int(rank), int(world)
-        return 0, 1
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise StellarError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
-    if not 0 <= i < n:
-        raise StellarError(f"--shard {text!r}: need 0 <= i < n")
-    return i, n
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stellar.commands.models import apply_weights_overrides
     from stellar.data.dataset import StellarDataset
@@ -81,7 +63,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         strict=args.strict,
         reuse=not args.no_reuse,
         use_cache=not args.no_cache,
-        shard=_shard(args.shard),
+        shard=parse_shard(args.shard),
         method=args.method,
     )
     if args.force and config.shard[0] == 0:

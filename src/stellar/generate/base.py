@@ -124,6 +124,7 @@ METHODS: dict[str, str] = {
     "copy": "stellar.generate.baselines:CopyMethod",
     "noise": "stellar.generate.baselines:NoiseMethod",
     "paste": "stellar.generate.baselines:PasteMethod",
+    "stellarnet": "stellar.generate.stellarnet.method:StellarNetMethod",
 }
 
 
