@@ -230,3 +230,42 @@ def test_metrics_list_cli(capsys):
     assert main(["metrics", "list"]) == 0
     out = capsys.readouterr().out
     assert "ips" in out and "higher" in out and "dataset" in out
+
+
+class BrightnessScorer:
+    """A stand-in scorer with a known answer: GOA := mean brightness / 255 on T prompts, NaN on H."""
+
+    name = "fake-context"
+    protocol = "fake-context-v1"
+    metrics = ("goa",)
+
+    def __init__(self):
+        self.seen = []
+
+    def score(self, items, cache):
+        out = []
+        for it in items:
+            self.seen.append(it.job.name)
+            assert it.image.ndim == 3 and len(it.image_key) == 64 and "a person" in it.prompt and "{}" not in it.prompt
+            value = float(it.image.mean() / 255) if it.job.kind == "T" else float("nan")
+            out.append({"goa": value, "goa_queries": len(it.job.prompt.detectables)})
+        return out
+
+
+def test_pluggable_scorer_fills_columns_and_summary(setup, tmp_path):
+    ds, copy, _ = setup
+    scorer = BrightnessScorer()
+    summary = evaluate(ds, copy, tmp_path / "run", EvalConfig(metrics=("ips", "goa"), batch_size=4), faces=FakeFaces(), scorers=[scorer], progress=False)
+    df = pd.read_parquet(tmp_path / "run" / "per_image.parquet")
+    assert sorted(scorer.seen) == sorted(df["name"])
+    expected = [np.asarray(Image.open(p).convert("RGB")).mean() / 255 if k == "T" else np.nan for p, k in zip(df["image"], df["kind"])]
+    assert np.allclose(df["goa"], expected, equal_nan=True)
+    assert summary["means"]["goa"] == pytest.approx(np.nanmean(expected))
+    assert summary["undefined"] == {"goa": 12} and summary["by_kind"]["H"]["goa"] is None
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["models"]["scorers"] == {"fake-context": "fake-context-v1"}
+
+
+def test_metric_without_scorer_is_refused(setup, tmp_path):
+    ds, copy, _ = setup
+    with pytest.raises(StellarError, match="no scorer computes"):
+        evaluate(ds, copy, tmp_path / "run", EvalConfig(metrics=("goa",)), scorers=[], progress=False)

@@ -37,6 +37,7 @@ from stellar.data.dataset import Job, StellarDataset
 from stellar.data.generated import GeneratedSet
 from stellar.data.layout import APS_ATTRIBUTES
 from stellar.engine.cache import FeatureCache, content_hash
+from stellar.engine.scorers import SCORERS, Scorer, ScoringItem, build_scorers
 from stellar.engine.store import ResultsStore
 from stellar.errors import ImageDecodeError, StellarError
 from stellar.images import load_image
@@ -192,6 +193,8 @@ def evaluate(
     clip=None,
     clip_unavailable: str | None = None,
     cache: FeatureCache | None = None,
+    scorers: Sequence[Scorer] | None = None,
+    scorer_options: dict | None = None,
     progress: bool = True,
     on_batch: Callable[[int], None] | None = None,
 ) -> dict | None:
@@ -207,6 +210,8 @@ def evaluate(
         clip: a :class:`~stellar.models.clip.ClipEncoder` or ``None``. Without it CLIP-T/CLIP-I are
             skipped and the exclusion rule is reported as *not applied* (``clip_unavailable`` says why).
         cache: the feature cache (default ``$STELLAR_HOME/features``).
+        scorers: the :class:`~stellar.engine.scorers.Scorer` objects of the other metrics (GOA, RFS,
+            DINO, ...); default: built from :data:`~stellar.engine.scorers.SCORERS` with ``scorer_options``.
         on_batch: called with the batch index after each part is written (tests inject crashes here).
     """
     from tqdm.auto import tqdm
@@ -221,6 +226,14 @@ def evaluate(
         raise StellarError("IPS/SIS/APS need a face analyzer (--faces paper|arcface|offline)")
     metrics = [m for m in config.metrics if m not in CLIP_METRICS or clip is not None]
     skipped_metrics = {m: clip_unavailable or "no CLIP model" for m in config.metrics if m not in metrics}
+    builtin = set(FACE_METRICS) | set(CLIP_METRICS)
+    others = [m for m in metrics if m not in builtin]
+    if scorers is None:
+        scorers = build_scorers(others, scorer_options, device=getattr(clip, "device", None), batch_size=config.batch_size) if others else []
+    covered = {m for s in scorers for m in s.metrics}
+    missing = [m for m in others if m not in covered]
+    if missing:
+        raise StellarError(f"no scorer computes metric(s) {missing}; known scorers: {sorted(SCORERS)}")
 
     out = Path(out)
     gs = generated if isinstance(generated, GeneratedSet) else GeneratedSet(generated, dataset, split=config.split, kinds=config.kinds, seeds=config.seeds)
@@ -235,6 +248,7 @@ def evaluate(
     models = {
         "faces": getattr(faces, "protocol", None) if wants_faces else None,
         "clip": getattr(clip, "name", None),
+        "scorers": {s.name: s.protocol for s in scorers},
     }
     run_info = {
         "format": "stellar-run-v1",
@@ -338,6 +352,18 @@ def evaluate(
         rows = []
         for im, arr, (_, err), key, gf, gc in zip(batch, arrays, decoded, keys, gen_faces, gen_clip):
             rows.append(_row(im.job, im.path, dataset, arr is None, err, key, gf, gc, reference_faces, ref_clip, text_emb, wants_faces))
+        if scorers:
+            live = [k for k, arr in enumerate(arrays) if arr is not None]
+            items = [
+                ScoringItem(batch[k].job, arrays[k], keys[k], content_hash(batch[k].job.photo.path), batch[k].job.prompt.fill(), batch[k].job.prompt.triplets)
+                for k in live
+            ]
+            for scorer in scorers:
+                for k, values in zip(live, scorer.score(items, cache)):
+                    rows[k].update(values)
+            for k in range(len(rows)):
+                for m in covered:
+                    rows[k].setdefault(m, np.nan)
         store.write_part(rows)
         bar.update(len(batch))
         if on_batch is not None:
@@ -478,11 +504,13 @@ def finalize_run(
     for m in ("clip_t", "clip_i"):
         if m not in metrics:
             frame = frame.drop(columns=[m])
-    summary["means"] = {m: _mean(frame.loc[ok, m]) for m in ("ips", "sis", "clip_t", "clip_i") if m in frame}
+    image_metrics = [m for m in metrics if METRICS[m].level == "image" and m in frame]
+    summary["means"] = {m: _mean(frame.loc[ok, m]) for m in image_metrics}
     if "aps" in metrics:
         summary["means"]["aps"] = summary["aps"]["score"]
+    summary["undefined"] = {m: int(frame.loc[ok, m].isna().sum()) for m in image_metrics if frame.loc[ok, m].isna().any()}
     summary["by_kind"] = {
-        k: {m: _mean(frame.loc[ok & (frame["kind"] == k), m]) for m in ("ips", "sis", "clip_t", "clip_i") if m in frame}
+        k: {m: _mean(frame.loc[ok & (frame["kind"] == k), m]) for m in image_metrics}
         for k in sorted(frame["kind"].unique())
     }
     if "aps" in metrics:

@@ -51,6 +51,36 @@ METRICS: dict[str, MetricInfo] = {
             "clip_i", "CLIP-I", True, ("generated", "reference"), ("clip",), "image", False,
             "Cosine between the CLIP image embeddings of the input photo and the generated image.",
         ),
+        MetricInfo(
+            "goa", "GOA", True, ("generated", "detectables"), ("detector",), "image", False,
+            "Grounding Objects Accuracy: mean over the prompt's objects of the best open-vocabulary detection score.",
+            ("T",),
+        ),
+        MetricInfo(
+            "rfs", "RFS", True, ("generated", "triplets"), ("detector", "relation"), "image", False,
+            "Relation Fidelity Score: mean over (person, predicate, object) triplets of p_person * p_object * p_predicate.",
+            ("T",),
+        ),
+        MetricInfo(
+            "dino", "DINO", True, ("generated", "reference"), ("dino",), "image", False,
+            "Cosine between DINO ViT-S/16 CLS tokens of the input photo and the generated image.",
+        ),
+        MetricInfo(
+            "aesthetic", "Aesthetic", True, ("generated",), ("clip-l14", "aesthetic"), "image", False,
+            "LAION improved aesthetic predictor (MLP on normalised CLIP ViT-L/14 image embeddings), 1-10 scale.",
+        ),
+        MetricInfo(
+            "pick_score", "PickScore", True, ("generated", "prompt"), ("pickscore",), "image", False,
+            "PickScore v1: logit-scaled cosine of the prompt and the generated image (the canonical score).",
+        ),
+        MetricInfo(
+            "pick_score_raw", "PickScore-cos", True, ("generated", "prompt"), ("pickscore",), "image", False,
+            "PickScore v1 raw cosine, as the official Stellar code reports it.",
+        ),
+        MetricInfo(
+            "hpsv2", "HPSv2", True, ("generated", "prompt"), ("hpsv2",), "image", False,
+            "Human Preference Score v2: cosine of open_clip ViT-H-14 (HPS v2 weights) text and image embeddings.",
+        ),
     )  # fmt: skip
 }
 

@@ -25,7 +25,7 @@ import pandas as pd
 from stellar.errors import StellarError
 from stellar.metrics.base import METRICS
 
-IMAGE_METRICS = ("ips", "sis", "clip_t", "clip_i")
+IMAGE_METRICS = tuple(m for m, info in METRICS.items() if info.level == "image")
 
 
 @dataclass
