@@ -224,3 +224,19 @@ def test_generate_end_to_end_through_method_and_writer(pipe, tmp_path):
     (img,) = single.generate([jobs[1]], 42)
     b1 = np.asarray(Image.open(tmp_path / "a" / f"{jobs[1].name}.png")).astype(int)
     assert np.abs(np.asarray(img).astype(int) - b1).max() <= 1
+
+
+def test_cli_generate_stellarnet_then_generated_check(pipe, tmp_path, capsys):
+    """`stellar generate --method stellarnet --checkpoint CKPT` (a self-contained tiny checkpoint)."""
+    from stellar.cli import main
+    from stellar.testing import make_synthetic_dataset
+
+    ckpt = pipe.save_pretrained(tmp_path / "ckpt", include_base=True)
+    root = make_synthetic_dataset(tmp_path / "ds", 1, photos=2, t_prompts=1, h_prompts=0, size=48)
+    args = ["generate", "--method", "stellarnet", "--checkpoint", str(ckpt), "--dataset", str(root), "--out", str(tmp_path / "gen"),
+            "--steps", "2", "--resolution", "32", "--device", "cpu"]  # fmt: skip
+    assert main(args) == 0
+    assert "2 written, 0 already done, 2 jobs" in capsys.readouterr().out
+    assert main(["generated", "check", "--dataset", str(root), "--generated", str(tmp_path / "gen")]) == 0
+    assert "matched 2/2" in capsys.readouterr().out
+    assert main(args) == 0 and "0 written, 2 already done" in capsys.readouterr().out
