@@ -138,3 +138,63 @@ def tiny_clip_folder(folder: str | Path, *, seed: int = 0, context: int = 77) ->
     tokenizer.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+# ------------------------------------------------------- tiny standard-metric models (DINO, HPS, aesthetic)
+def tiny_dino_folder(folder: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny random DINO-style ``ViTModel`` (hidden 32, 2 layers, image 32, patch 8) + ``ViTImageProcessor``.
+
+    The processor mirrors ``facebook/dino-vits16``'s config (plain resize, bilinear, mean = std = 0.5) at 32 px.
+    Loads with :func:`stellar.models.standard.load_dino` exactly like the real checkpoint folder.
+    """
+    import torch
+    from transformers import ViTConfig, ViTImageProcessor, ViTModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = ViTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37, image_size=32, patch_size=8)
+    torch.manual_seed(seed)
+    ViTModel(config, add_pooling_layer=False).eval().save_pretrained(folder)
+    ViTImageProcessor(size={"height": 32, "width": 32}, resample=2, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+    return folder
+
+
+#: A tiny open_clip architecture (the real HPS one is ViT-H-14); the vocabulary is open_clip's packaged BPE.
+TINY_OPEN_CLIP_CFG = {
+    "embed_dim": 16,
+    "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 8, "patch_size": 8},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 4, "layers": 2},
+}
+
+
+def tiny_hps_folder(folder: str | Path, *, seed: int = 0) -> Path:
+    """Save tiny random open_clip CLIPs as ``HPS_v2_compressed.pt`` / ``HPS_v2.1_compressed.pt``
+    (``{"state_dict": ...}`` like the real checkpoints; different seeds) + ``open_clip_config.json``."""
+    import open_clip
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": TINY_OPEN_CLIP_CFG}))
+    for k, name in enumerate(("HPS_v2_compressed.pt", "HPS_v2.1_compressed.pt")):
+        torch.manual_seed(seed + k)
+        model = open_clip.CLIP(**TINY_OPEN_CLIP_CFG)
+        torch.save({"state_dict": model.state_dict()}, folder / name)
+    return folder
+
+
+def tiny_aesthetic_weights(path: str | Path, *, input_dim: int = 16, seed: int = 0) -> Path:
+    """Save a random improved-aesthetic-predictor state dict (``layers.{0,2,4,6,7}.*``, sizes input_dim-1024-128-64-16-1)."""
+    import torch
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dims = (input_dim, 1024, 128, 64, 16, 1)
+    gen = torch.Generator().manual_seed(seed)
+    state = {}
+    for i, idx in enumerate((0, 2, 4, 6, 7)):
+        bound = 1.0 / dims[i] ** 0.5
+        state[f"layers.{idx}.weight"] = (torch.rand(dims[i + 1], dims[i], generator=gen) * 2 - 1) * bound
+        state[f"layers.{idx}.bias"] = (torch.rand(dims[i + 1], generator=gen) * 2 - 1) * bound
+    torch.save(state, path)
+    return path

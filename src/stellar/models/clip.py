@@ -66,6 +66,7 @@ class ClipEncoder:
     device: str = "cpu"
     batch_size: int = 32
     last_truncated: int = 0
+    last_truncated_mask: tuple[bool, ...] = ()  # per text of the last encode_texts call
 
     def __post_init__(self):
         torch = _torch()
@@ -125,7 +126,8 @@ class ClipEncoder:
         torch = _torch()
         n_ctx = self.context_length
         full = self.tokenizer(list(texts), truncation=False)["input_ids"]
-        self.last_truncated = sum(len(ids) > n_ctx for ids in full)
+        self.last_truncated_mask = tuple(len(ids) > n_ctx for ids in full)
+        self.last_truncated = sum(self.last_truncated_mask)
         out = []
         with torch.inference_mode():
             for i in range(0, len(texts), self.batch_size):
