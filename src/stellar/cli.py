@@ -27,6 +27,7 @@ _GROUPS = (
     "stellar.commands.report",
     "stellar.commands.generate",
     "stellar.commands.train",
+    "stellar.commands.prompts",
 )
 
 
