@@ -104,6 +104,27 @@ T_TABLE: list[tuple[str, list[str], list[tuple[str, str]]]] = [
     ("{} standing in the middle of a desert", ["desert"], [("in the middle of", "desert")]),
     ("{} jumping over a fence", ["fence"], [("jumping over", "fence")]),
     ("{} waiting for a bus at a bus stop", ["bus", "bus stop"], [("waiting for", "bus"), ("at", "bus stop")]),
+    # Held out: written after the rules were frozen; measured once before any change (see the module docstring).
+    ("{} as a scientist in a laboratory looking through a microscope", ["scientist", "laboratory", "microscope"], [("in", "laboratory"), ("looking through", "microscope")]),
+    ("{} as a soldier standing beside a tank", ["soldier", "tank"], [("beside", "tank")]),
+    ("{} holding a bouquet of flowers in a garden", ["bouquet", "garden"], [("holding", "bouquet"), ("in", "garden")]),
+    ("{} wearing headphones on a subway train", ["headphones", "subway train"], [("wearing", "headphones"), ("on", "subway train")]),
+    ("{} sitting by a campfire with a guitar", ["campfire", "guitar"], [("sitting by", "campfire"), ("with", "guitar")]),
+    ("{} running on a treadmill in a gym", ["treadmill", "gym"], [("running on", "treadmill"), ("in", "gym")]),
+    ("{} eating noodles with chopsticks", ["noodles", "chopsticks"], [("eating", "noodles"), ("with", "chopsticks")]),
+    ("{} as an astronaut floating next to a satellite", ["astronaut", "satellite"], [("next to", "satellite")]),
+    ("{} fishing from a boat on a lake", ["boat", "lake"], [("fishing from", "boat"), ("on", "lake")]),
+    ("{} holding a smartphone in front of a mirror", ["smartphone", "mirror"], [("holding", "smartphone"), ("in front of", "mirror")]),
+    ("{} riding an elephant across a river", ["elephant", "river"], [("riding", "elephant"), ("across", "river")]),
+    ("{} sitting on a camel in the desert", ["camel", "desert"], [("sitting on", "camel"), ("in", "desert")]),
+    ("{} as a king sitting on a throne", ["king", "throne"], [("sitting on", "throne")]),
+    ("{} opening a present next to a fireplace", ["present", "fireplace"], [("opening", "present"), ("next to", "fireplace")]),
+    ("{} brushing a horse in a stable", ["horse", "stable"], [("brushing", "horse"), ("in", "stable")]),
+    ("{} with a backpack on top of a mountain", ["backpack", "mountain"], [("with", "backpack"), ("on top of", "mountain")]),
+    ("{} writing on a chalkboard in a classroom", ["chalkboard", "classroom"], [("writing on", "chalkboard"), ("in", "classroom")]),
+    ("{} near a waterfall holding a camera", ["waterfall", "camera"], [("near", "waterfall"), ("holding", "camera")]),
+    ("{} as a cop next to a police car", ["cop", "police car"], [("next to", "police car")]),
+    ("{} wearing a helmet and riding a motorcycle", ["helmet", "motorcycle"], [("wearing", "helmet"), ("riding", "motorcycle")]),
 ]  # fmt: skip
 
 # Stellar-H-like free text: (prompt, expected triplets as (predicate, object)).
@@ -124,6 +145,13 @@ H_TABLE: list[tuple[str, list[tuple[str, str]]]] = [
     ("{} in a spacesuit floating above the earth", [("in", "spacesuit"), ("floating above", "earth")]),
     ("a watercolor of {} feeding pigeons in a square in Venice", [("feeding", "pigeons"), ("in", "square")]),
     ("{} with a group of friends around a campfire", [("with", "friends"), ("around", "campfire")]),
+    # Held out (as above).
+    ("{} walking a dog down a rainy street in Paris", [("walking", "dog"), ("down", "street")]),
+    ("a selfie of {} at the top of the Empire State Building", [("on top of", "empire state building")]),
+    ("{} sipping coffee on a balcony overlooking the sea", [("sipping", "coffee"), ("on", "balcony")]),
+    ("{} practicing yoga on a mat by the ocean", [("practicing", "yoga"), ("on", "mat"), ("by", "ocean")]),
+    ("an anime drawing of {} fighting a dragon", [("fighting", "dragon")]),
+    ("{} in a kayak paddling through a canyon", [("in", "kayak"), ("paddling through", "canyon")]),
 ]  # fmt: skip
 
 

@@ -119,7 +119,7 @@ _PARTICLES = ("up", "down", "off", "out", "away", "back")
 _SIMPLE_PREPOSITIONS = frozenset(
     "in on at under above below beneath underneath behind beside besides near by with without "
     "along alongside across through into onto over around among amongst between against atop "
-    "inside outside within toward towards to from past amid opposite upon for via".split()
+    "inside outside within toward towards to from past amid opposite upon for via up down".split()
 )
 #: Fixed multiword prepositions -> their canonical form (kept whole).
 _COMPOUND_PREPOSITIONS: dict[tuple[str, ...], str] = {
