@@ -198,3 +198,101 @@ def tiny_aesthetic_weights(path: str | Path, *, input_dim: int = 16, seed: int =
         state[f"layers.{idx}.bias"] = (torch.rand(dims[i + 1], generator=gen) * 2 - 1) * bound
     torch.save(state, path)
     return path
+
+
+# ------------------------------------------------------- tiny open-vocabulary detectors (GOA / RFS)
+def _tiny_owl_config(v2: bool):
+    from transformers import Owlv2Config, OwlViTConfig
+
+    vocab = clip_char_vocab()
+    # projection_dim == text hidden size: the class head compares projected queries with image embeddings
+    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=16, bos_token_id=512, eos_token_id=513, pad_token_id=0)
+    vision = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8)
+    return (Owlv2Config if v2 else OwlViTConfig)(text_config=text, vision_config=vision, projection_dim=32)  # fmt: skip
+
+
+def tiny_owlvit_folder(folder: str | Path, *, v2: bool = False, seed: int = 0) -> Path:
+    """Save a tiny random OWL-ViT (``v2=True``: OWLv2) detector + CLIP tokenizer (local vocab) + image processor.
+
+    Image 32 px, patch 8 (a 4×4 grid of 16 boxes), hidden 32, 2 layers; the tokenizer is the 514-token
+    byte-level vocabulary of :func:`clip_char_vocab` (any text tokenizes), padding with ``!`` like the
+    real OWL tokenizers. The box head's last layer is zeroed, so every predicted box is exactly its
+    patch's cell of the grid (the model's box bias): box coordinates have known answers. The class head
+    is re-drawn small so that scores spread over (0, 1) instead of saturating. Loads with
+    :func:`stellar.models.detectors.load_detector` like a real checkpoint folder.
+    """
+    import torch
+    from transformers import CLIPTokenizer, Owlv2ForObjectDetection, Owlv2ImageProcessor, OwlViTForObjectDetection, OwlViTImageProcessor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(clip_char_vocab()))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    tokenizer = CLIPTokenizer(vocab=str(folder / "vocab.json"), merges=str(folder / "merges.txt"), model_max_length=16, pad_token="!")
+    torch.manual_seed(seed)
+    model = (Owlv2ForObjectDetection if v2 else OwlViTForObjectDetection)(_tiny_owl_config(v2)).eval()
+    with torch.no_grad():
+        model.box_head.dense2.weight.zero_()
+        model.box_head.dense2.bias.zero_()
+        for layer in (model.class_head.logit_shift, model.class_head.logit_scale):
+            layer.weight.normal_(0.0, 0.05)
+            layer.bias.zero_()
+    if v2:
+        processor = Owlv2ImageProcessor(size={"height": 32, "width": 32})
+    else:
+        processor = OwlViTImageProcessor(size={"height": 32, "width": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=False)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def bert_wordpiece_vocab(words: tuple[str, ...] = ()) -> list[str]:
+    """A small BERT WordPiece vocabulary with BERT's special-token ids ([PAD] 0, [UNK] 100, [CLS] 101,
+    [SEP] 102, [MASK] 103, "." 1012, "?" 1029 — Grounding DINO hard-codes the last four), every
+    lower-case letter and digit alone and as a ``##`` continuation (any lower-case word tokenizes),
+    plus ``words`` as whole tokens."""
+    tokens = ["[PAD]"] + [f"[unused{i}]" for i in range(99)] + ["[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    alphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+    pieces = [*alphabet, *(f"##{c}" for c in alphabet), "-", "'", ",", "!", *words]
+    extra = list(dict.fromkeys(p for p in pieces if p not in (".", "?")))
+    fixed = {1012: ".", 1029: "?"}
+    k = 0
+    while extra or len(tokens) <= max(fixed):
+        i = len(tokens)
+        if i in fixed:
+            tokens.append(fixed[i])
+        elif extra:
+            tokens.append(extra.pop(0))
+        else:
+            tokens.append(f"[unused{k + 99}]")
+            k += 1
+    return tokens
+
+
+def tiny_grounding_dino_folder(folder: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny random Grounding DINO (Swin embed 8, BERT hidden 8, d_model 32, 20 object queries,
+    text ≤ 32 tokens) + a BERT tokenizer from a local ``vocab.txt`` (:func:`bert_wordpiece_vocab`) +
+    image processor (shortest side 96, longest 160) to ``folder``."""
+    import torch
+    from transformers import BertTokenizer, GroundingDinoConfig, GroundingDinoForObjectDetection, GroundingDinoImageProcessor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(bert_wordpiece_vocab(("person", "horse", "jungle"))) + "\n")
+    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))  # transformers 5: vocab=, not vocab_file=
+    config = GroundingDinoConfig(
+        backbone_config=dict(model_type="swin", embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=7,
+                             image_size=64, out_features=["stage2", "stage3", "stage4"], out_indices=[2, 3, 4]),
+        text_config=dict(model_type="bert", vocab_size=len(tokenizer), hidden_size=8, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=8, max_position_embeddings=64),
+        d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=16, decoder_ffn_dim=16, encoder_attention_heads=2,
+        decoder_attention_heads=2, num_queries=20, num_feature_levels=4, encoder_n_points=2, decoder_n_points=2, max_text_len=32,
+        use_timm_backbone=False, use_pretrained_backbone=False,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    GroundingDinoForObjectDetection(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 160}).save_pretrained(folder)
+    return folder
