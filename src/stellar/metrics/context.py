@@ -40,14 +40,11 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-#: Person-role words of the Stellar-T templates that name the subject itself, not an object (DESIGN §6.5).
-ROLE_WORDS: frozenset[str] = frozenset(
-    {
-        "clown", "businessman", "doctor", "nurse", "cop", "policeman", "firefighter", "fireman", "soldier",
-        "captain", "admiral", "scientist", "knight", "dj", "egyptian pharaoh", "king", "emperor", "astronaut",
-        "cowboy", "wizard", "pilot", "pope", "president", "sumo fighter",
-    }
-)  # fmt: skip
+from stellar.data.prompts import ROLE_WORDS as _PROMPT_ROLE_WORDS
+
+#: Person-role words of the Stellar-T templates that name the subject itself, not an object (DESIGN §6.5);
+#: the one list lives in :mod:`stellar.data.prompts` (the triplet extractor uses it too).
+ROLE_WORDS: frozenset[str] = frozenset(_PROMPT_ROLE_WORDS)
 
 #: The query that grounds the subject for RFS.
 PERSON = "person"
