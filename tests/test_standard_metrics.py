@@ -241,7 +241,7 @@ def test_aesthetic_state_dict_of_the_original_layout_loads_unchanged(tmp_path, a
     # the default architecture is the published one: 768-1024-128-64-16-1
     from stellar.models.standard import aesthetic_head
 
-    assert set(f"layers.{k}" for k in aesthetic_head().state_dict()) == set(OriginalLayout(768).state_dict())
+    assert {f"layers.{k}" for k in aesthetic_head().state_dict()} == set(OriginalLayout(768).state_dict())
 
 
 def test_aesthetic_known_weights_give_the_hand_computed_score(tmp_path, aesthetic):
@@ -363,6 +363,14 @@ def test_hps_scorer_flags_truncation_and_caches(hps, tmp_path):
     assert scorer.score(items, cache) == rows and scorer.encoded == {"generated": 3, "text": 2}
 
 
+@pytest.mark.parametrize("loader, card", [(load_dino, "dino-vits16"), (load_pickscore, "pickscore-v1"), (load_aesthetic, "laion-aesthetic-v2"), (load_hps, "hpsv2")])
+def test_default_cards_offline_say_how_to_fetch(loader, card):
+    if loader is load_hps:
+        pytest.importorskip("open_clip")
+    with pytest.raises(StellarError, match=f"stellar models fetch {card}"):
+        loader()
+
+
 # ------------------------------------------------------------------------------------- factories + engine
 def test_factories_build_one_scorer_per_model_from_options(folders):
     options = {
@@ -380,6 +388,20 @@ def test_factories_build_one_scorer_per_model_from_options(folders):
     assert "v2.1" in by_name["hpsv2"].protocol and by_name["dino"].encoder.device == "cpu"
     only_raw = build_scorers(["pick_score_raw"], options, device="cpu")
     assert only_raw[0].metrics == ("pick_score_raw",)
+
+
+def test_engine_builds_the_scorers_from_scorer_options(synthetic, tmp_path, folders):
+    ds = StellarDataset(synthetic)
+    gen = _write_copies(ds, tmp_path / "gen" / "copy")
+    options = {"dino": str(folders["dino"]), "pickscore": str(folders["pick"])}
+    summary = evaluate(
+        ds, gen, tmp_path / "run", EvalConfig(metrics=("dino", "pick_score_raw"), batch_size=8), scorer_options=options, cache=FeatureCache(tmp_path / "f"), progress=False
+    )
+    df = pd.read_parquet(tmp_path / "run" / "per_image.parquet")
+    assert np.allclose(df["dino"], 1.0, atol=1e-4) and np.isfinite(df["pick_score_raw"]).all() and "pick_score" not in df
+    assert summary["means"]["pick_score_raw"] == pytest.approx(df["pick_score_raw"].mean(), rel=1e-6)
+    scorers = json.loads((tmp_path / "run" / "run.json").read_text())["models"]["scorers"]
+    assert scorers["dino"].startswith("dino|local:") and scorers["pick_score"].startswith("pickscore|local:")
 
 
 def _write_copies(ds, folder):

@@ -473,7 +473,7 @@ def load_hps(version: str = DEFAULT_HPS_VERSION, spec: str | None = None, *, dev
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise StellarError(f"{path} holds no state dict (expected {{'state_dict': ...}} as the HPSv2 checkpoints)")
-    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DistributedDataParallel
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise StellarError(
