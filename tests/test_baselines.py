@@ -24,8 +24,8 @@ def _job(ds: StellarDataset, subject: str, photo: int, prompt: int = 0):
 
 # ------------------------------------------------------------------------------------------- registry
 def test_registry_lists_and_creates_methods():
-    assert list_methods() == ["copy", "noise", "paste"]
-    for name in list_methods():
+    assert list_methods() == ["copy", "noise", "paste", "stellarnet"]
+    for name in ("copy", "noise", "paste"):
         method = create_method(name, size=64)
         assert isinstance(method, Method) and method.name == name
         assert method.settings["size"] == 64
@@ -44,6 +44,8 @@ def test_bad_settings_are_typed_errors():
         create_method("noise", size=64, cell=0)
     with pytest.raises(StellarError, match="scene"):
         create_method("paste", scene="beach")
+    with pytest.raises(StellarError, match="does not take setting.*size"):
+        create_method("stellarnet", checkpoint="ckpt", size=64)
 
 
 def test_resolve_device():

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import stellar.fileio as fileio_module
 from stellar.cli import main
 from stellar.data.dataset import StellarDataset
 from stellar.data.generated import GeneratedSet
 from stellar.errors import StellarError
+from stellar.fileio import atomic_write_bytes
 from stellar.generate import MethodBase, create_method, write_generated_set
-from stellar.generate import writer as writer_module
-from stellar.generate.writer import atomic_write_bytes
 
 
 def _state(folder):
@@ -141,7 +141,7 @@ def test_atomic_write_keeps_the_old_file_when_the_rename_fails(tmp_path, monkeyp
     def failing_replace(src, dst):
         raise OSError("disk full")
 
-    monkeypatch.setattr(writer_module.os, "replace", failing_replace)
+    monkeypatch.setattr(fileio_module.os, "replace", failing_replace)
     with pytest.raises(OSError):
         atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"

@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from stellar.engine.store import atomic_write_text
+    from stellar.fileio import atomic_write_text
     from stellar.report.leaderboard import leaderboard, load_run, render
 
     runs = []

@@ -111,6 +111,7 @@ import numpy as np
 from stellar.data import layout
 from stellar.data.problems import Problem, error, warning
 from stellar.errors import DatasetError
+from stellar.fileio import atomic_write_bytes, json_bytes, write_if_changed
 
 #: CelebAMask-HQ label names; the index is the label id (0 = background).
 LABEL_NAMES: tuple[str, ...] = (
@@ -840,28 +841,6 @@ def _tmp_path(dst: Path) -> Path:
     return dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
 
 
-def _atomic_write_bytes(dst: Path, data: bytes) -> None:
-    tmp = _tmp_path(dst)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _write_if_changed(dst: Path, data: bytes) -> bool:
-    """Write ``data`` to ``dst`` unless it already holds exactly that; True when written."""
-    try:
-        if dst.is_file() and dst.stat().st_size == len(data) and dst.read_bytes() == data:
-            return False
-    except OSError:
-        pass
-    _atomic_write_bytes(dst, data)
-    return True
-
-
 def _same_bytes(a: Path, b: Path, chunk: int = 1 << 20) -> bool:
     if a.stat().st_size != b.stat().st_size:
         return False
@@ -910,10 +889,6 @@ def place_photo(src: Path, dst: Path, *, link: bool) -> tuple[str, bool]:
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def _json_bytes(obj: object) -> bytes:
-    return (json.dumps(obj, indent=4, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 def _inside(child: Path, parent: Path) -> bool:
@@ -983,7 +958,7 @@ def build_dataset(
                 if _mask_up_to_date(dst, labels):
                     counts["masks_up_to_date"] += 1
                 else:
-                    _atomic_write_bytes(dst, mask_png_bytes(labels))
+                    atomic_write_bytes(dst, mask_png_bytes(labels))
                     counts["masks_written"] += 1
             record = {
                 "attributes": photo.attributes,
@@ -991,15 +966,15 @@ def build_dataset(
                 "identity": subject.identity,
                 "original_filename": f"{k}.jpg",
             }
-            _count(counts, _write_if_changed(folder / layout.attributes_name(photo.index), _json_bytes(record)))
-        _count(counts, _write_if_changed(folder / layout.PROMPTS_T_FILE, _json_bytes(subject.prompts_t)))
+            _count(counts, write_if_changed(folder / layout.attributes_name(photo.index), json_bytes(record, indent=4)))
+        _count(counts, write_if_changed(folder / layout.PROMPTS_T_FILE, json_bytes(subject.prompts_t, indent=4)))
         if subject.prompts_h is not None:
-            _count(counts, _write_if_changed(folder / layout.PROMPTS_H_FILE, _json_bytes(subject.prompts_h)))
+            _count(counts, write_if_changed(folder / layout.PROMPTS_H_FILE, json_bytes(subject.prompts_h, indent=4)))
 
-    _count(counts, _write_if_changed(out / layout.OBJECTS_FILE, plan.objects_path.read_bytes()))
+    _count(counts, write_if_changed(out / layout.OBJECTS_FILE, plan.objects_path.read_bytes()))
     if plan.write_splits or (out / layout.SPLITS_FILE).is_file():  # never leave a stale split file behind
         splits = {s: [x.id for x in plan.subjects if x.split == s] for s in layout.SPLITS}
-        _count(counts, _write_if_changed(out / layout.SPLITS_FILE, _json_bytes(splits)))
+        _count(counts, write_if_changed(out / layout.SPLITS_FILE, json_bytes(splits, indent=4)))
     if unknown_colour:
         notes.append(
             warning(

@@ -49,13 +49,11 @@ only when its bytes differ from what is on disk, so a rerun writes nothing.
 from __future__ import annotations
 
 import io
-import json
 import os
 import subprocess
 import sys
 import tarfile
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -65,6 +63,7 @@ from PIL import Image, ImageOps
 
 from stellar.data import layout
 from stellar.errors import DatasetError, StellarError
+from stellar.fileio import json_bytes, write_if_changed
 from stellar.models.registry import is_offline, stellar_home
 
 # ---------------------------------------------------------------------------------------------
@@ -388,31 +387,6 @@ def _mask_png(mask: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _json_bytes(obj: object) -> bytes:
-    return (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def _write_if_changed(path: Path, data: bytes) -> bool:
-    """Write ``data`` to ``path`` atomically (temp file + rename) unless it already holds exactly it."""
-    try:
-        if path.read_bytes() == data:
-            return False
-    except OSError:
-        pass
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # os.open with mode 0o666 lets the umask decide the permissions (mkstemp would force 0600).
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return True
-
-
 def _prompt_files() -> tuple[dict, dict]:
     t = {
         "prompts": [p for p, _, _, _ in DEMO_T_PROMPTS],
@@ -468,8 +442,8 @@ def materialize_demo_dataset(
         data, transform, size = _photo_bytes(photo, members)
         mask = head_mask(photo, size, transform)
         identity = identities[photo.subject]
-        _write_if_changed(folder / f"{photo.index}.jpg", data)
-        _write_if_changed(folder / layout.mask_name(photo.index), _mask_png(mask))
+        write_if_changed(folder / f"{photo.index}.jpg", data)
+        write_if_changed(folder / layout.mask_name(photo.index), _mask_png(mask))
         record = {
             "attributes": dict(photo.attributes),
             "finegrained_attributes": {},
@@ -478,15 +452,15 @@ def materialize_demo_dataset(
             "licence": identity.licence,
             "labelling_note": photo.reason,
         }
-        _write_if_changed(folder / layout.attributes_name(photo.index), _json_bytes(record))
+        write_if_changed(folder / layout.attributes_name(photo.index), json_bytes(record))
     for sid in identities:
-        _write_if_changed(root / sid / layout.PROMPTS_T_FILE, _json_bytes(prompts_t))
-        _write_if_changed(root / sid / layout.PROMPTS_H_FILE, _json_bytes(prompts_h))
+        write_if_changed(root / sid / layout.PROMPTS_T_FILE, json_bytes(prompts_t))
+        write_if_changed(root / sid / layout.PROMPTS_H_FILE, json_bytes(prompts_h))
     objects = sorted({d for _, ds, _, _ in DEMO_T_PROMPTS for d in ds})
-    _write_if_changed(root / layout.OBJECTS_FILE, ("\n".join(objects) + "\n").encode("utf-8"))
+    write_if_changed(root / layout.OBJECTS_FILE, ("\n".join(objects) + "\n").encode("utf-8"))
     credits = [
         {"subject": i.subject, "person": i.person, "licence": i.licence, "source": i.source, "credit": i.credit}
         for i in identities.values()
     ]
-    _write_if_changed(root / "CREDITS.json", _json_bytes(credits))
+    write_if_changed(root / "CREDITS.json", json_bytes(credits))
     return root

@@ -138,9 +138,18 @@ def create_method(name: str, **settings: Any) -> Method:
 
     Raises:
         UnknownMethodError: ``name`` is not registered (the message lists the valid names).
+        StellarError: a setting the method does not take (the message lists the ones it takes).
     """
+    import inspect
+
     if name not in METHODS:
         raise UnknownMethodError(name, list_methods())
     module, _, attr = METHODS[name].partition(":")
     factory = getattr(importlib.import_module(module), attr)
+    params = inspect.signature(factory).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        takes = [k for k, p in params.items() if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and k != "self"]
+        unknown = sorted(set(settings) - set(takes))
+        if unknown:
+            raise StellarError(f"method {name!r} does not take setting(s) {', '.join(unknown)}\n  fix: use {', '.join(takes) or 'no settings'}")
     return factory(**settings)

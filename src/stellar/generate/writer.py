@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -34,7 +32,13 @@ from PIL import Image
 from stellar import __version__
 from stellar.data.dataset import Job, Photo, Prompt, StellarDataset, Subject
 from stellar.errors import ImageDecodeError, StellarError
-from stellar.generate.base import Method, method_settings, prepare_subject, resolve_device
+from stellar.fileio import atomic_write_bytes
+from stellar.generate.base import (
+    Method,
+    method_settings,
+    prepare_subject,
+    resolve_device,
+)
 from stellar.images import load_image
 
 IMAGE_FORMATS = {"png": "PNG", "jpg": "JPEG", "webp": "WEBP"}
@@ -50,20 +54,6 @@ class WriteSummary:
     total: int
     written: int
     skipped: int  # valid outputs found and kept (resume)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace`` (never a partial file)."""
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666: the umask decides
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def sidecar_record(job: Job, method_name: str, seed: int, settings: Mapping[str, Any], dataset_root: Path | None = None) -> dict:
