@@ -111,7 +111,9 @@ def test_copy_is_excluded_by_the_rule(setup, tmp_path, clip):
     assert not df["followed_prompt"].any() and summary["exclusion"]["excluded"] == 36
     assert (df["ips"] == 0).all() and (df["sis"] == 0).all()
     assert np.allclose(df["ips_raw"], 1.0, atol=1e-5)  # the raw value is kept for diagnosis
-    assert summary["aps"]["score"] == pytest.approx(0.0) or summary["aps"]["score"] <= 0.5
+    # DESIGN §6.9: excluded images count as WRONG APS predictions (the official chained pandas
+    # assignment made this flip a no-op, and flipped excluded no-face images back to correct)
+    assert summary["aps"]["score"] == pytest.approx(0.0) and (df["aps_image"] == 0).all()
     assert np.allclose(df["clip_i"], 1.0, atol=1e-5)
 
 
@@ -269,3 +271,16 @@ def test_metric_without_scorer_is_refused(setup, tmp_path):
     ds, copy, _ = setup
     with pytest.raises(StellarError, match="no scorer computes"):
         evaluate(ds, copy, tmp_path / "run", EvalConfig(metrics=("goa",)), scorers=[], progress=False)
+
+
+def test_reference_photo_without_face_does_not_crash_aps(setup, tmp_path):
+    """DESIGN §6.9: the official APS crashed when an input photo had no face."""
+    ds, copy, _ = setup
+    photo = ds.subject("001").photos[0].path
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(photo, quality=95)
+    ds = StellarDataset(ds.root)
+    summary = run(ds, copy, tmp_path / "run")
+    df = pd.read_parquet(tmp_path / "run" / "per_image.parquet")
+    rows = df[(df["subject"] == "001") & (df["photo"] == 0)]
+    assert (rows["status"] == "no_face_reference").all() and (rows["ips"] == 0).all()
+    assert summary["aps"]["score"] is not None and np.isfinite(summary["aps"]["score"])
