@@ -284,3 +284,16 @@ def test_reference_photo_without_face_does_not_crash_aps(setup, tmp_path):
     rows = df[(df["subject"] == "001") & (df["photo"] == 0)]
     assert (rows["status"] == "no_face_reference").all() and (rows["ips"] == 0).all()
     assert summary["aps"]["score"] is not None and np.isfinite(summary["aps"]["score"])
+
+
+def test_metric_groups_and_scorer_options_of_the_cli():
+    import argparse
+
+    from stellar.commands.evaluate import PAPER_METRICS, expand_metrics, scorer_options
+
+    assert expand_metrics("paper") == PAPER_METRICS and {"ips", "goa", "rfs", "dino"} <= set(PAPER_METRICS)
+    assert expand_metrics("ips,sis,ips") == ("ips", "sis")
+    with pytest.raises(StellarError, match="Did you mean ips"):
+        expand_metrics("ipss")
+    args = argparse.Namespace(detector="owlv2-large-patch14-ensemble", relation_scorer=None, goa_empty="zero", scorer_option=["hpsv2_version=v2.1"], clip="none")
+    assert scorer_options(args) == {"detector": "owlv2-large-patch14-ensemble", "goa_empty": "zero", "hpsv2_version": "v2.1"}

@@ -17,7 +17,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--dataset", type=Path, required=True)
     e.add_argument("--generated", type=Path, required=True, help="folder of generated images (official layout)")
     e.add_argument("--out", type=Path, required=True, help="run directory (created; a rerun resumes)")
-    e.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help=f"comma separated (default {','.join(DEFAULT_METRICS)}); see `stellar metrics list`")
+    e.add_argument(
+        "--metrics",
+        default=",".join(DEFAULT_METRICS),
+        help=f"comma separated (default {','.join(DEFAULT_METRICS)}), or 'paper' (every metric the paper reports), "
+        "or 'all'; see `stellar metrics list`",
+    )
+    e.add_argument("--detector", default=None, help="GOA/RFS open-vocabulary detector: owlvit-large-patch14 (default), owlv2-large-patch14-ensemble, grounding-dino-base, or a folder")
+    e.add_argument("--relation-scorer", default=None, choices=["clip", "vqa"], help="RFS predicate scorer (default clip)")
+    e.add_argument("--goa-empty", default=None, choices=["nan", "zero"], help="GOA of a prompt without objects: NaN, counted (default) or 0 (the official averaging)")
+    e.add_argument("--scorer-option", action="append", default=[], metavar="KEY=VALUE", help="other scorer settings, e.g. dino=FOLDER, hpsv2_version=v2.1")
     e.add_argument("--faces", default="paper", help="face preset: paper (mtcnn+facenet), arcface (scrfd+arcface), offline (mtcnn+dlib)")
     e.add_argument("--clip", default="clip-vit-bigg-14-laion2b", help="CLIP card, hub id or local folder; 'none' to skip CLIP metrics and the exclusion rule")
     e.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
@@ -44,15 +53,53 @@ def register(sub: argparse._SubParsersAction) -> None:
     ml.set_defaults(func=cmd_metrics_list)
 
 
+#: What the Stellar paper reports (its five metrics and the standard ones it compares with) that is implemented.
+PAPER_METRICS = ("ips", "sis", "aps", "goa", "rfs", "clip_t", "clip_i", "dino", "aesthetic", "pick_score", "pick_score_raw", "hpsv2")
+
+
+def expand_metrics(text: str) -> tuple[str, ...]:
+    """``"paper"`` / ``"all"`` / a comma-separated list -> metric names (unknown names are refused)."""
+    from stellar.errors import StellarError
+    from stellar.metrics.base import METRICS, get_metric
+
+    out: list[str] = []
+    for name in split_list(text):
+        group = PAPER_METRICS if name == "paper" else tuple(METRICS) if name == "all" else (name,)
+        for m in group:
+            try:
+                get_metric(m)
+            except KeyError as exc:
+                raise StellarError(str(exc.args[0])) from None
+            if m not in out:
+                out.append(m)
+    return tuple(out)
+
+
+def scorer_options(args: argparse.Namespace) -> dict:
+    """The scorer settings of the command line (``--detector``, ``--relation-scorer``, ``--goa-empty``, ``--scorer-option``)."""
+    from stellar.errors import StellarError
+
+    options = {k: v for k, v in (("detector", args.detector), ("relation_scorer", args.relation_scorer), ("goa_empty", args.goa_empty)) if v is not None}
+    for item in args.scorer_option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise StellarError(f"--scorer-option {item!r}: expected KEY=VALUE")
+        options[key] = value
+    if args.clip.lower() != "none":
+        options.setdefault("clip", args.clip)
+    return options
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stellar.commands.models import apply_weights_overrides
     from stellar.data.dataset import StellarDataset
     from stellar.engine.evaluate import CLIP_METRICS, FACE_METRICS, EvalConfig, evaluate
+    from stellar.engine.scorers import build_scorers
     from stellar.engine.store import ResultsStore
     from stellar.errors import StellarError
 
     apply_weights_overrides(args)
-    metrics = tuple(split_list(args.metrics))
+    metrics = expand_metrics(args.metrics)
     config = EvalConfig(
         metrics=metrics,
         split=None if args.split == "all" else args.split,
@@ -85,7 +132,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"warning: {why}\n  CLIP-T/CLIP-I are skipped and the exclusion rule is NOT applied.", file=sys.stderr)
     else:
         why = "--clip none"
-    summary = evaluate(dataset, args.generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why)
+    scorers = build_scorers(
+        [m for m in metrics if m not in FACE_METRICS and m not in CLIP_METRICS],
+        scorer_options(args),
+        device=None if args.device == "auto" else args.device,
+        batch_size=args.batch_size,
+    )
+    summary = evaluate(dataset, args.generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers)
     if summary is None:
         print(f"shard {config.shard[0]}/{config.shard[1]} done; results are merged when every shard has finished")
         return 0
