@@ -1,0 +1,216 @@
+"""Relation scorers for RFS (DESIGN §6.6): p_pred of a (person, predicate, object) triplet on an image region.
+
+A scorer takes :class:`RelationQuery` records — the image, the union box of the person's and the
+object's groundings (pixels, x1 y1 x2 y2) and the triplet — and returns one probability per query.
+The region is the union box clipped to the image (at least one pixel).
+
+- :class:`ClipRelationScorer` (default): the CLIP backbone of the evaluation embeds the crop and the
+  texts ``"a person {p} {a} {object}"`` for every predicate p of the vocabulary (the triplet's own
+  predicate added when it is missing); ``p_pred = softmax(s · cos(image, text_p))[pred]`` with s =
+  CLIP's learned logit scale (exp(logit_scale), 100 for the released models) — CLIP's zero-shot
+  classification over predicates, as in DESIGN §6.6. Article a/an from the object's first letter;
+  none for an object that looks plural (ends in s, not ss/us/is) — a spelling rule, not a parser.
+- :class:`VqaRelationScorer`: BLIP VQA (``Salesforce/blip-vqa-base`` through ``transformers``) asked
+  ``"Is the person {p} the {object}?"`` on the crop; ``p_yes = softmax(l_yes, l_no)[yes]`` from the
+  logits of the first answer token (the answer decoder started from its BOS token) — a yes/no
+  probability normalised over the two answers, so the rest of the vocabulary does not dilute it.
+  The question encoder attends only to the question's real tokens (batching equals one-by-one).
+
+Predicate vocabulary: :data:`stellar.data.prompts.PREDICATES` (built in), plus any predicates the
+caller passes (e.g. :func:`stellar.data.prompts.predicate_vocabulary` over a dataset's triplets).
+The vocabulary is fixed when the scorer is built, so a triplet's p_pred never depends on which other
+images were evaluated; its hash is part of :attr:`ClipRelationScorer.protocol`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from stellar.errors import MissingDependencyError, StellarError
+
+#: The BLIP VQA checkpoint used when no other is given (hub id; a registry card can replace it).
+DEFAULT_VQA = "Salesforce/blip-vqa-base"
+
+
+@dataclass(frozen=True)
+class RelationQuery:
+    """One triplet to score on the region ``box`` of ``image`` (HxWx3 uint8)."""
+
+    image: np.ndarray
+    box: tuple[float, float, float, float]
+    subject: str
+    predicate: str
+    object: str
+
+
+def crop(image: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """The pixels of ``box`` (x1, y1, x2, y2; floor/ceil to whole pixels), clipped to the image, ≥ 1 pixel.
+
+    >>> crop(np.zeros((10, 20, 3), np.uint8), (-5, 2.5, 7.2, 30)).shape
+    (8, 8, 3)
+    """
+    h, w = image.shape[:2]
+    x1 = int(np.clip(np.floor(box[0]), 0, w - 1))
+    y1 = int(np.clip(np.floor(box[1]), 0, h - 1))
+    x2 = int(np.clip(np.ceil(box[2]), x1 + 1, w))
+    y2 = int(np.clip(np.ceil(box[3]), y1 + 1, h))
+    return np.ascontiguousarray(image[y1:y2, x1:x2])
+
+
+def with_article(noun: str) -> str:
+    """``"a horse"``, ``"an umbrella"``, ``"glasses"`` (plural-looking: no article).
+
+    >>> [with_article(n) for n in ("horse", "umbrella", "glasses", "bus", "Eiffel tower")]
+    ['a horse', 'an umbrella', 'glasses', 'a bus', 'an Eiffel tower']
+    """
+    noun = " ".join(noun.split())
+    low = noun.lower()
+    if low.endswith("s") and not low.endswith(("ss", "us", "is")):
+        return noun
+    return ("an " if low[:1] in "aeiou" and low else "a ") + noun
+
+
+def relation_text(subject: str, predicate: str, obj: str) -> str:
+    """The CLIP text of a triplet: ``relation_text("person", "riding", "horse") == "a person riding a horse"``."""
+    return f"{with_article(subject)} {' '.join(predicate.split())} {with_article(obj)}"
+
+
+def _vocab_hash(words: Sequence[str]) -> str:
+    return hashlib.sha256(json.dumps(list(words)).encode()).hexdigest()[:12]
+
+
+def _builtin_predicates() -> tuple[str, ...]:
+    from stellar.data.prompts import PREDICATES
+
+    return tuple(PREDICATES)
+
+
+class ClipRelationScorer:
+    """p_pred by CLIP zero-shot classification of the union crop over the predicate vocabulary.
+
+    Args:
+        clip: a :class:`stellar.models.clip.ClipEncoder`.
+        vocabulary: predicates contrasted with each triplet's predicate (default: the built-in list).
+    """
+
+    name = "clip"
+
+    def __init__(self, clip, vocabulary: Sequence[str] | None = None):
+        self.clip = clip
+        words = _builtin_predicates() if vocabulary is None else tuple(vocabulary)
+        self.vocabulary = tuple(dict.fromkeys(" ".join(w.lower().split()) for w in words if str(w).strip()))
+        if not self.vocabulary:
+            raise StellarError("the relation scorer needs at least one predicate in its vocabulary")
+        self._texts: dict[str, np.ndarray] = {}
+
+    @property
+    def protocol(self) -> str:
+        return f"clip-relation|{self.clip.name}|vocab:{len(self.vocabulary)}:{_vocab_hash(self.vocabulary)}|softmax(logit_scale*cos)"
+
+    @property
+    def logit_scale(self) -> float:
+        scale = getattr(self.clip.model, "logit_scale", None)
+        return float(scale.detach().float().exp().item()) if scale is not None else 100.0
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._texts]
+        if missing:
+            for t, e in zip(missing, self.clip.encode_texts(missing)):
+                self._texts[t] = e
+        return np.stack([self._texts[t] for t in texts])
+
+    def score(self, queries: Sequence[RelationQuery]) -> list[float]:
+        """p_pred of each query (see the module docstring)."""
+        if not queries:
+            return []
+        images = self.clip.encode_images([crop(q.image, q.box) for q in queries]).astype(np.float64)
+        scale = self.logit_scale
+        out = []
+        for q, emb in zip(queries, images):
+            pred = " ".join(q.predicate.lower().split())
+            preds = self.vocabulary if pred in self.vocabulary else (*self.vocabulary, pred)
+            texts = self._embed([relation_text(q.subject, p, q.object) for p in preds]).astype(np.float64)
+            logits = scale * texts @ emb
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()
+            out.append(float(probs[preds.index(pred)]))
+        return out
+
+
+class VqaRelationScorer:
+    """p_yes of BLIP VQA for "Is the person {p} the {object}?" on the union crop."""
+
+    name = "vqa"
+
+    def __init__(self, model, tokenizer, image_processor, *, name: str, device: str | None = None, batch_size: int = 8):
+        import torch
+
+        from stellar.models.clip import auto_device
+        from stellar.models.loading import check_tokenizer
+
+        check_tokenizer(tokenizer, getattr(model.config.text_config, "vocab_size", None), name)
+        self.device = auto_device(device)
+        self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.model = model.to(self.device, dtype=self.dtype).eval()
+        self.tokenizer, self.image_processor, self.name_or_path = tokenizer, image_processor, name
+        self.batch_size = max(1, int(batch_size))
+        ids = [tokenizer.convert_tokens_to_ids(w) for w in ("yes", "no")]
+        if any(i is None or i == tokenizer.unk_token_id for i in ids):
+            raise StellarError(f"the tokenizer of {name!r} has no 'yes'/'no' token; it is not a BLIP VQA checkpoint")
+        self.yes_no = ids
+
+    @classmethod
+    def from_pretrained(cls, spec: str = DEFAULT_VQA, *, device: str | None = None, batch_size: int = 8) -> "VqaRelationScorer":
+        try:
+            import transformers
+        except ImportError:
+            raise MissingDependencyError("transformers", "clip", "the VQA relation scorer (RFS)") from None
+        from stellar.models.loading import pretrained_source
+
+        src = pretrained_source(spec)
+        try:
+            model = transformers.BlipForQuestionAnswering.from_pretrained(src.path)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(src.path)
+            processor = transformers.AutoImageProcessor.from_pretrained(src.path)
+        except OSError as exc:
+            raise StellarError(
+                f"cannot load the VQA model {spec!r}: {exc}\n"
+                "  fix: download it once with network (or pass a local folder: --relation-scorer vqa with relation_model=PATH)"
+            ) from None
+        return cls(model, tokenizer, processor, name=src.name, device=device, batch_size=batch_size)
+
+    @property
+    def protocol(self) -> str:
+        return f"vqa-relation|{self.name_or_path}|Is the person {{p}} the {{o}}?|softmax(yes,no) first answer token"
+
+    @staticmethod
+    def question(predicate: str, obj: str) -> str:
+        return f"Is the person {' '.join(predicate.split())} the {' '.join(obj.split())}?"
+
+    def score(self, queries: Sequence[RelationQuery]) -> list[float]:
+        import torch
+
+        out: list[float] = []
+        cfg = self.model.config.text_config
+        for k in range(0, len(queries), self.batch_size):
+            chunk = queries[k : k + self.batch_size]
+            text = self.tokenizer([self.question(q.predicate, q.object) for q in chunk], padding=True, return_tensors="pt")
+            pixels = self.image_processor(images=[crop(q.image, q.box) for q in chunk], return_tensors="pt")["pixel_values"]
+            with torch.inference_mode():
+                image_embeds = self.model.vision_model(pixel_values=pixels.to(self.device, dtype=self.dtype))[0]
+                image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
+                mask = text["attention_mask"].to(self.device)
+                question = self.model.text_encoder(
+                    input_ids=text["input_ids"].to(self.device), attention_mask=mask,
+                    encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask, return_dict=False,
+                )[0]  # fmt: skip
+                bos = torch.full((len(chunk), 1), cfg.bos_token_id, dtype=torch.long, device=self.device)
+                logits = self.model.text_decoder(input_ids=bos, encoder_hidden_states=question, encoder_attention_mask=mask).logits
+            pair = logits[:, -1, self.yes_no].float()
+            out.extend(torch.softmax(pair, dim=-1)[:, 0].cpu().tolist())
+        return out
