@@ -296,3 +296,28 @@ def tiny_grounding_dino_folder(folder: str | Path, *, seed: int = 0) -> Path:
     tokenizer.save_pretrained(folder)
     GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 160}).save_pretrained(folder)
     return folder
+
+
+def tiny_blip_vqa_folder(folder: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny random ``BlipForQuestionAnswering`` (hidden 32, 2 layers, image 32, patch 8) + a BERT
+    tokenizer from a local ``vocab.txt`` (with ``yes``, ``no`` and BLIP's ``[DEC]`` answer-start token)
+    + image processor to ``folder``; loads with ``VqaRelationScorer.from_pretrained(folder)``."""
+    import torch
+    from transformers import BertTokenizer, BlipConfig, BlipForQuestionAnswering, BlipImageProcessor
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(bert_wordpiece_vocab(("yes", "no", "is", "the", "person", "[DEC]", "[ENC]"))) + "\n")
+    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
+    config = BlipConfig(
+        text_config=dict(vocab_size=len(tokenizer), hidden_size=32, encoder_hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=64, bos_token_id=tokenizer.convert_tokens_to_ids("[DEC]"),
+                         sep_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8),
+        projection_dim=16,
+    )  # fmt: skip
+    torch.manual_seed(seed)
+    BlipForQuestionAnswering(config).eval().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    BlipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    return folder

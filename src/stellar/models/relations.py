@@ -14,7 +14,7 @@ The region is the union box clipped to the image (at least one pixel).
   ``"Is the person {p} the {object}?"`` on the crop; ``p_yes = softmax(l_yes, l_no)[yes]`` from the
   logits of the first answer token (the answer decoder started from its BOS token) — a yes/no
   probability normalised over the two answers, so the rest of the vocabulary does not dilute it.
-  The question encoder attends only to the question's real tokens (batching equals one-by-one).
+  Questions are batched with questions of the same token length (no padding: batching equals one-by-one).
 
 Predicate vocabulary: :data:`stellar.data.prompts.PREDICATES` (built in), plus any predicates the
 caller passes (e.g. :func:`stellar.data.prompts.predicate_vocabulary` over a dataset's triplets).
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -193,24 +194,33 @@ class VqaRelationScorer:
         return f"Is the person {' '.join(predicate.split())} the {' '.join(obj.split())}?"
 
     def score(self, queries: Sequence[RelationQuery]) -> list[float]:
+        """p_yes of each query (see the module docstring)."""
         import torch
 
-        out: list[float] = []
         cfg = self.model.config.text_config
-        for k in range(0, len(queries), self.batch_size):
-            chunk = queries[k : k + self.batch_size]
-            text = self.tokenizer([self.question(q.predicate, q.object) for q in chunk], padding=True, return_tensors="pt")
-            pixels = self.image_processor(images=[crop(q.image, q.box) for q in chunk], return_tensors="pt")["pixel_values"]
-            with torch.inference_mode():
-                image_embeds = self.model.vision_model(pixel_values=pixels.to(self.device, dtype=self.dtype))[0]
-                image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
-                mask = text["attention_mask"].to(self.device)
-                question = self.model.text_encoder(
-                    input_ids=text["input_ids"].to(self.device), attention_mask=mask,
-                    encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask, return_dict=False,
-                )[0]  # fmt: skip
-                bos = torch.full((len(chunk), 1), cfg.bos_token_id, dtype=torch.long, device=self.device)
-                logits = self.model.text_decoder(input_ids=bos, encoder_hidden_states=question, encoder_attention_mask=mask).logits
-            pair = logits[:, -1, self.yes_no].float()
-            out.extend(torch.softmax(pair, dim=-1)[:, 0].cpu().tolist())
+        ids = [self.tokenizer(self.question(q.predicate, q.object))["input_ids"] for q in queries]
+        # questions of equal token length share a batch: no padding, so batching equals one-by-one
+        # (BLIP's answer decoder in transformers 5 lets padded question tokens shift its logits)
+        by_len: dict[int, list[int]] = {}
+        for i, t in enumerate(ids):
+            by_len.setdefault(len(t), []).append(i)
+        out = [math.nan] * len(queries)
+        for group in by_len.values():
+            for k in range(0, len(group), self.batch_size):
+                chunk = group[k : k + self.batch_size]
+                input_ids = torch.tensor([ids[i] for i in chunk], device=self.device)
+                crops = [crop(queries[i].image, queries[i].box) for i in chunk]
+                pixels = self.image_processor(images=crops, return_tensors="pt")["pixel_values"]
+                with torch.inference_mode():
+                    image_embeds = self.model.vision_model(pixel_values=pixels.to(self.device, dtype=self.dtype))[0]
+                    image_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
+                    question = self.model.text_encoder(
+                        input_ids=input_ids, attention_mask=torch.ones_like(input_ids),
+                        encoder_hidden_states=image_embeds, encoder_attention_mask=image_mask, return_dict=False,
+                    )[0]  # fmt: skip
+                    bos = torch.full((len(chunk), 1), cfg.bos_token_id, dtype=torch.long, device=self.device)
+                    logits = self.model.text_decoder(input_ids=bos, encoder_hidden_states=question).logits
+                pair = torch.softmax(logits[:, -1, self.yes_no].float(), dim=-1)[:, 0].cpu().tolist()
+                for i, p in zip(chunk, pair):
+                    out[i] = float(p)
         return out
