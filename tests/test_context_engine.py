@@ -251,3 +251,26 @@ def test_tiny_owlvit_and_clip_end_to_end_on_demo_photos(demo_dataset, tiny_model
     np.testing.assert_allclose(df1["goa"], df["goa"], atol=1e-6)
     np.testing.assert_allclose(df1["rfs"], df["rfs"], atol=1e-6)
     assert again["cache"]["hits"] >= len(t)
+
+
+@pytest.mark.parametrize("family", ["owlv2", "grounding-dino"])
+def test_tiny_owlv2_and_grounding_dino_goa_through_evaluate(synthetic, tmp_path, monkeypatch, family):
+    pytest.importorskip("transformers")
+    from stellar.testing import tiny_grounding_dino_folder, tiny_owlvit_folder
+
+    monkeypatch.setenv("STELLAR_HOME", str(tmp_path / "home"))
+    folder = tiny_owlvit_folder(tmp_path / "m", v2=True) if family == "owlv2" else tiny_grounding_dino_folder(tmp_path / "m")
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    rng = np.random.default_rng(0)
+    for job in ds.jobs("test"):
+        Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(gen / f"{job.name}.png")
+    summary = evaluate(ds, gen, tmp_path / "run", EvalConfig(metrics=("goa",), batch_size=5), scorer_options={"detector": str(folder)}, progress=False)
+    df = pd.read_parquet(tmp_path / "run" / "per_image.parquet")
+    t = df[df["kind"] == "T"]
+    assert df[df["kind"] == "H"]["goa"].isna().all() and summary["undefined"]["goa"] == (df["kind"] == "H").sum()
+    assert t["goa"].between(0, 1).all() and t["goa"].notna().all()
+    for row in t.itertuples():
+        assert row.goa == pytest.approx(np.mean(list(json.loads(row.goa_objects).values())))
+    assert family in json.loads((tmp_path / "run" / "run.json").read_text())["models"]["scorers"]["context"]

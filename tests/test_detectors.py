@@ -16,9 +16,9 @@ import pytest
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from stellar.errors import StellarError  # noqa: E402
-from stellar.models import detectors as det_mod  # noqa: E402
-from stellar.models.detectors import Detections, cxcywh_to_pixels, load_detector  # noqa: E402
+from stellar.errors import StellarError
+from stellar.models import detectors as det_mod
+from stellar.models.detectors import Detections, cxcywh_to_pixels, load_detector
 
 H, W = 40, 60  # non-square on purpose: a height/width swap cannot pass
 

@@ -8,9 +8,15 @@ import pytest
 pytest.importorskip("transformers")
 torch = pytest.importorskip("torch")
 
-from stellar.errors import StellarError  # noqa: E402
-from stellar.models import relations as rel_mod  # noqa: E402
-from stellar.models.relations import ClipRelationScorer, RelationQuery, VqaRelationScorer, crop, relation_text  # noqa: E402
+from stellar.errors import StellarError
+from stellar.models import relations as rel_mod
+from stellar.models.relations import (
+    ClipRelationScorer,
+    RelationQuery,
+    VqaRelationScorer,
+    crop,
+    relation_text,
+)
 
 
 @pytest.fixture(scope="module")

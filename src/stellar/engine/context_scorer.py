@@ -38,9 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from typing import Sequence
-
-import numpy as np
+from collections.abc import Sequence
 
 from stellar.engine.cache import FeatureCache
 from stellar.engine.scorers import ScoringItem

@@ -36,7 +36,7 @@ Choices (documented deviations / precisions of the paper's text):
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 

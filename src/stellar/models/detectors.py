@@ -37,9 +37,8 @@ Choices / deviations:
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -86,10 +85,10 @@ class Detections:
         }
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> "Detections":
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> Detections:
         return cls(arrays["boxes"], arrays["query_scores"], tuple(json.loads(str(arrays["queries"]))))
 
-    def subset(self, rows: Sequence[int]) -> "Detections":
+    def subset(self, rows: Sequence[int]) -> Detections:
         rows = np.asarray(rows, dtype=np.int64)
         return Detections(self.boxes[rows], self.query_scores[rows], self.queries)
 

@@ -27,8 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -166,7 +166,7 @@ class VqaRelationScorer:
         self.yes_no = ids
 
     @classmethod
-    def from_pretrained(cls, spec: str = DEFAULT_VQA, *, device: str | None = None, batch_size: int = 8) -> "VqaRelationScorer":
+    def from_pretrained(cls, spec: str = DEFAULT_VQA, *, device: str | None = None, batch_size: int = 8) -> VqaRelationScorer:
         try:
             import transformers
         except ImportError:
