@@ -132,9 +132,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"warning: {why}\n  CLIP-T/CLIP-I are skipped and the exclusion rule is NOT applied.", file=sys.stderr)
     else:
         why = "--clip none"
+    options = scorer_options(args)
+    if clip is not None and options.get("clip") == args.clip:
+        options["clip"] = clip  # the relation scorer reuses the loaded CLIP instead of loading it twice
+    if "rfs" in metrics:
+        from stellar.data.prompts import predicate_vocabulary, resolve_triplets
+
+        # DESIGN §6.6: the predicate vocabulary = the dataset's triplets' predicates + the built-in list
+        triplets = [resolve_triplets(p) for s in dataset.subjects.values() for p in s.prompts_of(("T",))]
+        options.setdefault("predicates", predicate_vocabulary(triplets))
     scorers = build_scorers(
         [m for m in metrics if m not in FACE_METRICS and m not in CLIP_METRICS],
-        scorer_options(args),
+        options,
         device=None if args.device == "auto" else args.device,
         batch_size=args.batch_size,
     )
