@@ -1283,6 +1283,17 @@ CARDS: tuple[ModelCard, ...] = (
         notes="revision to be pinned: no public commit id found; the commit 'main' resolves to at first fetch is recorded and reused",
     ),
     ModelCard(
+        name="blip-vqa-base",
+        task="vqa",
+        description="BLIP VQA (ViT-B), the RFS relation scorer --relation-scorer vqa: p(yes) to 'Is the person {predicate} the {object}?'",
+        sources=(HfSource("Salesforce/blip-vqa-base", "main", allow_patterns=(*_HF_TRANSFORMERS_CONFIG, "vocab.txt"), weights_preference=_HF_WEIGHTS),),
+        files=(),
+        licence="BSD-3-Clause",
+        citation="J. Li, D. Li, C. Xiong, S. Hoi, BLIP: Bootstrapping Language-Image Pre-training for Unified Vision-Language Understanding and Generation, ICML 2022",
+        preprocessing={"input_size": 384, "resize": "384x384, bicubic", **_CLIP_OPENAI_NORM},
+        notes="revision to be pinned: the commit 'main' resolves to at first fetch is recorded and reused",
+    ),
+    ModelCard(
         name="owlv2-large-patch14-ensemble",
         task="open-vocab-detection",
         description="OWLv2 ViT-L/14 (self-trained + fine-tuned ensemble, 1008 px), transformers format",
@@ -1331,7 +1342,8 @@ CARDS: tuple[ModelCard, ...] = (
         files=(),
         licence="Apache-2.0",
         citation="M. Caron et al., Emerging Properties in Self-Supervised Vision Transformers, ICCV 2021",
-        preprocessing={"input_size": 224, "resize": "shortest side 256, bicubic, center crop 224", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
+        # what the checkpoint's own preprocessor_config.json does (used as shipped), not DINO's training transform
+        preprocessing={"input_size": 224, "resize": "224x224, bilinear, no crop", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
     ),
     ModelCard(
         name="clip-vit-h-14-laion2b-processor",
@@ -1365,7 +1377,7 @@ CARDS: tuple[ModelCard, ...] = (
         requires=("clip-vit-h-14-laion2b-processor",),
         licence="MIT (PickScore repository)",
         citation="Y. Kirstain et al., Pick-a-Pic: An Open Dataset of User Preferences for Text-to-Image Generation, NeurIPS 2023",
-        preprocessing={"processor": "clip-vit-h-14-laion2b-processor", "score": "100 * cosine(image, text) (logit_scale.exp())"},
+        preprocessing={"processor": "clip-vit-h-14-laion2b-processor", "score": "logit_scale.exp() * cosine(image, text) (the model's own scale, ~100)"},
     ),
     ModelCard(
         name="laion-aesthetic-v2",
