@@ -48,7 +48,7 @@ def test_long_prompt_truncated_explicitly_not_crashing(clip):
 
 
 def test_broken_tokenizer_is_refused(tmp_path):
-    from transformers import AutoTokenizer, CLIPImageProcessor, CLIPModel, CLIPTokenizer
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPTokenizer
 
     folder = tiny_clip_folder(tmp_path / "c")
     model = CLIPModel.from_pretrained(folder)

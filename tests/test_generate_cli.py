@@ -2,7 +2,6 @@
 
 import hashlib
 
-import pytest
 
 from stellar.cli import main
 from stellar.data import GeneratedSet, StellarDataset

@@ -21,11 +21,9 @@ text and NaN metrics (counted in the summary), never a crash of the run and neve
 from __future__ import annotations
 
 import json
-import os
 import platform
-import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
