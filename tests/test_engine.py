@@ -297,3 +297,15 @@ def test_metric_groups_and_scorer_options_of_the_cli():
         expand_metrics("ipss")
     args = argparse.Namespace(detector="owlv2-large-patch14-ensemble", relation_scorer=None, goa_empty="zero", scorer_option=["hpsv2_version=v2.1"], clip="none")
     assert scorer_options(args) == {"detector": "owlv2-large-patch14-ensemble", "goa_empty": "zero", "hpsv2_version": "v2.1"}
+
+
+def test_partial_set_runs_on_what_matched_unless_strict(setup, tmp_path):
+    ds, copy, _ = setup
+    (copy / "002-1-05.png").unlink()
+    (copy / "stray.png").write_bytes((copy / "000-0-00.png").read_bytes())
+    with pytest.raises(StellarError, match="does not match the jobs"):
+        run(ds, copy, tmp_path / "strict", strict=True)
+    summary = run(ds, copy, tmp_path / "lenient")
+    assert summary["n_jobs"] == 35
+    problems = json.loads((tmp_path / "lenient" / "run.json").read_text())["match_problems"]
+    assert any("stray.png" in p["path"] for p in problems) and any("002-1-05" in p["message"] for p in problems)

@@ -236,7 +236,7 @@ def evaluate(
     out = Path(out)
     gs = generated if isinstance(generated, GeneratedSet) else GeneratedSet(generated, dataset, split=config.split, kinds=config.kinds, seeds=config.seeds)
     match_problems = gs.problems(allow_missing=True)
-    if config.strict and any(p.severity == "error" for p in match_problems) or (config.strict and gs.report.missing):
+    if config.strict and (any(p.severity == "error" for p in match_problems) or gs.report.missing):
         listed = "\n".join(str(p) for p in match_problems[:20])
         raise StellarError(f"the generated set does not match the jobs (--strict):\n{listed}")
     i, n = config.shard
