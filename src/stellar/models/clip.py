@@ -71,13 +71,9 @@ class ClipEncoder:
     def __post_init__(self):
         torch = _torch()
         self.device = auto_device(self.device)
-        vocab = getattr(getattr(self.model.config, "text_config", None), "vocab_size", None)
-        if vocab is not None and len(self.tokenizer) != vocab:
-            raise StellarError(
-                f"CLIP tokenizer of {self.name!r} has {len(self.tokenizer)} tokens but the model expects {vocab}: "
-                "the tokenizer did not load correctly (an offline hub id can silently give a 2-token tokenizer).\n"
-                f"  fix: fetch the model first (stellar models fetch) or pass a local folder with vocab.json and merges.txt"
-            )
+        from stellar.models.loading import check_tokenizer
+
+        check_tokenizer(self.tokenizer, getattr(getattr(self.model.config, "text_config", None), "vocab_size", None), self.name)
         dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         self.model = self.model.to(self.device, dtype=dtype).eval()
         self._dtype = dtype
@@ -147,33 +143,15 @@ def load_clip(spec: str | None = DEFAULT_CLIP_CARD, *, device: str | None = None
     """A :class:`ClipEncoder` from a registry card name, a local folder, or a hub id.
 
     A hub id that a card declares (``laion/CLIP-ViT-bigG-14-laion2B-39B-b160k``) goes through the card
-    (pinned revision, verified cache); another hub id loads directly through ``from_pretrained``.
+    (pinned revision, verified cache); another hub id loads directly through ``from_pretrained``
+    (:func:`stellar.models.loading.pretrained_source`).
 
     Raises:
         StellarError: the weights are not available (offline and not cached, ...), with the fix.
     """
-    from pathlib import Path
+    from stellar.models.loading import pretrained_source
 
-    from stellar.models import registry
-
-    spec = spec or DEFAULT_CLIP_CARD
-    if Path(spec).expanduser().is_dir():
-        return ClipEncoder.from_pretrained(str(Path(spec).expanduser()), device=device, batch_size=batch_size)
-    card = None
-    try:
-        card = registry.get_card(spec)
-    except registry.UnknownModelError:
-        for c in registry.list_cards():
-            if any(getattr(s, "repo_id", None) == spec for s in c.sources):
-                card = c
-                break
-    if card is None:
-        return ClipEncoder.from_pretrained(spec, device=device, batch_size=batch_size)
-    files = registry.resolve(card.name)
-    config = files.get("config.json")
-    if config is None:
-        raise StellarError(f"model card {card.name!r} has no config.json; it is not a transformers CLIP checkpoint")
-    encoder = ClipEncoder.from_pretrained(str(config.parent), device=device, batch_size=batch_size)
-    revision = next((getattr(s, "revision", None) for s in card.sources if getattr(s, "revision", None)), "unpinned")
-    encoder.name = f"{card.name}@{revision}"
+    src = pretrained_source(spec or DEFAULT_CLIP_CARD)
+    encoder = ClipEncoder.from_pretrained(src.path, device=device, batch_size=batch_size)
+    encoder.name = src.name
     return encoder

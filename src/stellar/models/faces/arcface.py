@@ -38,7 +38,7 @@ from typing import Sequence
 import numpy as np
 
 from stellar.errors import MissingDependencyError
-from stellar.models.faces.base import Detection
+from stellar.models.faces.base import Detection, regroup
 
 #: insightface's ``arcface_dst``: canonical landmark positions in a 112×112 crop
 #: (left eye, right eye, nose, left mouth corner, right mouth corner).
@@ -278,13 +278,7 @@ class ArcFaceEmbedder:
 
     def embed_aligned(self, crops: Sequence[Sequence[np.ndarray]]) -> list[np.ndarray]:
         """Per image, ``(n, dim)`` float32 L2-normalised embeddings of its aligned crops."""
-        flat = [c for row in crops for c in row]
-        vecs = self.embed_crops(flat)
-        out, i = [], 0
-        for row in crops:
-            out.append(vecs[i : i + len(row)])
-            i += len(row)
-        return out
+        return regroup(self.embed_crops([c for row in crops for c in row]), crops)
 
     def embed(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]) -> list[np.ndarray]:
         return self.embed_aligned(self.align(images, detections))

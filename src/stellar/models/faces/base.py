@@ -63,3 +63,16 @@ class FaceEmbedder(Protocol):
     dim: int
 
     def embed(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]) -> list[np.ndarray]: ...
+
+
+def regroup(flat: np.ndarray, groups: Sequence[Sequence[object]]) -> list[np.ndarray]:
+    """Split rows of ``flat`` (one per item of every group, in order) back into one array per group.
+
+    Embedders run all faces of a batch of images through the network at once; this returns the
+    per-image ``(n_faces, D)`` arrays the :class:`FaceEmbedder` protocol promises.
+    """
+    out, i = [], 0
+    for group in groups:
+        out.append(flat[i : i + len(group)])
+        i += len(group)
+    return out

@@ -43,7 +43,7 @@ import numpy as np
 
 from stellar.errors import MissingDependencyError, StellarError
 from stellar.models.faces.arcface import ARCFACE_TEMPLATE_112, l2_normalise, umeyama_similarity
-from stellar.models.faces.base import Detection
+from stellar.models.faces.base import Detection, regroup
 
 #: file name -> registry card that provides it.
 DLIB_FILES = {
@@ -197,11 +197,7 @@ class DlibResNetEmbedder:
             vecs = l2_normalise(np.array([np.array(v) for v in self.model.compute_face_descriptor(flat)], dtype=np.float32))
         else:
             vecs = np.zeros((0, self.dim), dtype=np.float32)
-        out, i = [], 0
-        for row in crops:
-            out.append(vecs[i : i + len(row)])
-            i += len(row)
-        return out
+        return regroup(vecs, crops)
 
     def embed(self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]]) -> list[np.ndarray]:
         return self.embed_aligned(self.align(images, detections))
