@@ -26,6 +26,7 @@ from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 from PIL import Image
 
 from stellar.data.dataset import Job, Subject
+from stellar.device import resolve_device  # noqa: F401 - re-exported for methods
 from stellar.errors import StellarError
 
 
@@ -96,17 +97,6 @@ def job_seed(seed: int, job: Job) -> int:
     """
     key = f"{int(seed)}|{job.subject}|{job.photo.index}|{job.prompt.index}|{job.seed}".encode()
     return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") >> 1
-
-
-def resolve_device(device: str | None = None) -> str:
-    """``device`` as given; ``None`` or ``"auto"``: "cuda" when torch sees a GPU, else "cpu"."""
-    if device not in (None, "auto"):
-        return str(device)
-    try:
-        import torch
-    except ImportError:  # no torch: nothing could use a GPU anyway
-        return "cpu"
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class UnknownMethodError(StellarError):

@@ -23,6 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
+from stellar.device import resolve_device
 from stellar.errors import MissingDependencyError, StellarError
 
 DEFAULT_CLIP = "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k"
@@ -34,14 +35,6 @@ def _torch():
     except ImportError:  # pragma: no cover - exercised only without torch
         raise MissingDependencyError("torch", "clip", "CLIP metrics") from None
     return torch
-
-
-def auto_device(device: str | None = None) -> str:
-    """``None``/``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; anything else as given."""
-    if device not in (None, "auto"):
-        return str(device)
-    torch = _torch()
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _features(out) -> "object":
@@ -70,7 +63,7 @@ class ClipEncoder:
 
     def __post_init__(self):
         torch = _torch()
-        self.device = auto_device(self.device)
+        self.device = resolve_device(self.device)
         from stellar.models.loading import check_tokenizer
 
         check_tokenizer(self.tokenizer, getattr(getattr(self.model.config, "text_config", None), "vocab_size", None), self.name)

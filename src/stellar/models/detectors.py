@@ -146,12 +146,12 @@ class OpenVocabDetector:
     family: str = ""
 
     def __init__(self, model, tokenizer, image_processor, *, name: str, device: str | None = None, batch_size: int = 8):
-        from stellar.models.clip import auto_device
+        from stellar.device import resolve_device
         from stellar.models.loading import check_tokenizer
 
         torch = _torch()
         check_tokenizer(tokenizer, getattr(getattr(model.config, "text_config", None), "vocab_size", None), name)
-        self.device = auto_device(device)
+        self.device = resolve_device(device)
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         self.model = model.to(self.device, dtype=self.dtype).eval()
         self.tokenizer = tokenizer

@@ -48,8 +48,9 @@ from typing import Sequence
 
 import numpy as np
 
+from stellar.device import resolve_device
 from stellar.errors import MissingDependencyError, StellarError
-from stellar.models.clip import ClipEncoder, auto_device, load_clip
+from stellar.models.clip import ClipEncoder, load_clip
 
 DEFAULT_DINO_CARD = "dino-vits16"
 DEFAULT_PICKSCORE_CARD = "pickscore-v1"
@@ -163,7 +164,7 @@ class DinoEncoder:
 
     def __post_init__(self):
         torch = _torch()
-        self.device = auto_device(self.device)
+        self.device = resolve_device(self.device)
         self._dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         self.model = self.model.to(self.device, dtype=self._dtype).eval()
 
@@ -375,7 +376,7 @@ class HpsModel:
     last_truncated_mask: tuple[bool, ...] = field(default=())
 
     def __post_init__(self):
-        self.device = auto_device(self.device)
+        self.device = resolve_device(self.device)
         vocab = int(getattr(self.model, "vocab_size", 0) or 0)
         n_tok = len(getattr(self.tokenizer, "encoder", {}))
         if vocab and n_tok and n_tok != vocab:

@@ -22,10 +22,10 @@ class WeightsFileError(StellarError):
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``None``/``"auto"`` -> ``cuda`` when available, else ``cpu``; anything else as given."""
-    if device is None or (isinstance(device, str) and device == "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """:func:`stellar.device.resolve_device` as a ``torch.device``."""
+    from stellar.device import resolve_device as resolve
+
+    return torch.device(resolve(device))
 
 
 def read_state_dict(path: str | Path, what: str, fix: str) -> dict[str, torch.Tensor]:

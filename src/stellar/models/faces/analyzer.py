@@ -35,6 +35,7 @@ from typing import Any, Sequence, Union
 
 import numpy as np
 
+from stellar.device import resolve_device
 from stellar.errors import StellarError
 from stellar.models.faces.base import Detection, Face, FaceDetector, FaceEmbedder
 
@@ -161,18 +162,6 @@ def _add_fetch_hint(exc: StellarError, cards: Sequence[str], preset: str | None)
 def _is_weights_error(exc: BaseException) -> bool:
     # By name, so that this module does not import the registry at import time.
     return any(cls.__name__ == "WeightsUnavailableError" for cls in type(exc).__mro__)
-
-
-def resolve_device(device: str | None) -> str:
-    """None / "auto" -> "cuda" when torch sees a GPU, else "cpu"; anything else unchanged."""
-    if device is None or device == "auto":
-        try:
-            import torch
-
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        except ImportError:
-            return "cpu"
-    return device
 
 
 def build_detector(name: str, device: str | None = None, **kwargs: Any) -> FaceDetector:
