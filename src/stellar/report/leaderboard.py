@@ -171,8 +171,6 @@ def render(tables: Sequence[Table], fmt: str = "md") -> str:
             for name, vals in t.rows:
                 out.append("| " + " | ".join([name] + [cell(c, vals.get(c)) for c in t.columns]) + " |")
             out.append("")
-            out += [f"- {n}" for n in t.notes]
-            out.append("")
         elif fmt == "csv":
             import csv
             import io
@@ -206,9 +204,16 @@ def render(tables: Sequence[Table], fmt: str = "md") -> str:
                 tds = "".join(f"<td>{cell(c, vals.get(c), '<b>', '</b>')}</td>" for c in t.columns)
                 out.append(f"<tr><td>{html.escape(name)}</td>{tds}</tr>")
             out.append("</table>")
-            out.append("<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in t.notes) + "</ul>")
         else:
             raise StellarError(f"unknown format {fmt!r}: use md, csv, latex or html")
+    # the models behind the numbers: once, after the tables (every table of a report shares them)
+    notes = tables[0].notes if tables else []
+    if fmt == "md":
+        out += ["Models:", ""] + [f"- {n}" for n in notes]
+    elif fmt == "html":
+        out.append("<h4>Models</h4><ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>")
+    elif fmt == "latex":
+        out += [f"% {n}" for n in notes]
     if fmt == "html":
         return "<!doctype html><meta charset='utf-8'><title>Stellar-Bench report</title>\n" + "\n".join(out) + "\n"
     return "\n".join(out).rstrip() + "\n"
