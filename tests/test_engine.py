@@ -309,3 +309,17 @@ def test_partial_set_runs_on_what_matched_unless_strict(setup, tmp_path):
     assert summary["n_jobs"] == 35
     problems = json.loads((tmp_path / "lenient" / "run.json").read_text())["match_problems"]
     assert any("stray.png" in p["path"] for p in problems) and any("002-1-05" in p["message"] for p in problems)
+
+
+def test_rerun_reevaluates_only_images_replaced_since(setup, tmp_path):
+    ds, copy, noise = setup
+    faces = FakeFaces()
+    run(ds, copy, tmp_path / "run", faces=faces)
+    before = pd.read_parquet(tmp_path / "run" / "per_image.parquet").set_index("name")
+    (copy / "001-0-03.png").write_bytes((noise / "001-0-03.png").read_bytes())  # the method regenerated one image
+    calls = faces.calls
+    summary = run(ds, copy, tmp_path / "run", faces=faces)
+    after = pd.read_parquet(tmp_path / "run" / "per_image.parquet").set_index("name")
+    assert faces.calls == calls + 1 and summary["model_passes"]["face_passes_generated"] == 1
+    assert after.loc["001-0-03", "status"] == "no_face_generated" and before.loc["001-0-03", "status"] == "ok"
+    pd.testing.assert_frame_equal(after.drop(index="001-0-03").drop(columns=["aps_image"]), before.drop(index="001-0-03").drop(columns=["aps_image"]))

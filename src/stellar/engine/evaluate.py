@@ -9,8 +9,9 @@
 5. Finalise: the exclusion rule (σ over the whole evaluated set), IPS/SIS after exclusion, APS
    probes, per-image diagnostics, ``per_image.parquet`` + ``summary.json``.
 
-Resume: finished batches are part files; a rerun with the same configuration skips their jobs, and
-finalisation sorts rows into job order, so the result equals an uninterrupted run. Sharding
+Resume: finished batches are part files; a rerun with the same configuration skips their jobs (unless
+the image file changed since: its content hash is stored per row, and a replaced image is evaluated
+again), and finalisation sorts rows into job order, so the result equals an uninterrupted run. Sharding
 (``shard=(i, n)``) evaluates jobs ``i, i+n, …`` into ``parts/shard-i-of-n``; whichever shard finishes
 with every job covered finalises (or run ``finalize_run`` / ``stellar evaluate --merge``).
 
@@ -278,8 +279,9 @@ def evaluate(
     ext = _Extractor(faces, clip, cache, counters)
     images = list(gs)
     jobs_here = [im for k, im in enumerate(images) if k % n == i]
+    # resume: skip jobs already evaluated on the same bytes; an image replaced since is evaluated again
     done = store.done_jobs()
-    todo = [im for im in jobs_here if im.job.name not in done]
+    todo = [im for im in jobs_here if im.job.name not in done or done[im.job.name] != content_hash(im.path)]
 
     def reference_faces_once(photo) -> dict | None:
         arr, _ = _decode(photo.path)

@@ -49,10 +49,10 @@ class ResultsStore:
             elif p.exists():
                 p.unlink()
 
-    def done_jobs(self) -> set[str]:
-        """Job names present in any finished part of any shard."""
+    def done_jobs(self) -> dict[str, str]:
+        """``{job name: sha256 of the image it was evaluated on}`` over every finished part of every shard."""
         frame = self.read_parts()
-        return set(frame["name"]) if len(frame) else set()
+        return dict(zip(frame["name"], frame["image_sha256"])) if len(frame) else {}
 
     def _next_index(self) -> int:
         if not self.parts_dir.is_dir():
