@@ -110,47 +110,39 @@ class _Extractor:
     def __init__(self, faces, clip, cache: FeatureCache, counters: RunCounters):
         self.faces, self.clip, self.cache, self.counters = faces, clip, cache, counters
 
-    def faces_of(self, images: Sequence[np.ndarray | None], keys: Sequence[str], reference: bool) -> list[dict | None]:
+    def _through_cache(self, protocol: str, images, keys, compute) -> tuple[list, int]:
+        """``compute(images) -> list[dict of arrays]`` on the decoded images whose key misses the cache.
+
+        Undecodable images (``None``) get ``None``; returns (per-image arrays, how many were computed).
+        """
         out: list[dict | None] = [None] * len(images)
         todo = []
         for i, (im, key) in enumerate(zip(images, keys)):
             if im is None:
                 continue
-            hit = self.cache.get(self.faces.protocol, key)
+            hit = self.cache.get(protocol, key)
             if hit is not None:
                 out[i] = hit
             else:
                 todo.append(i)
         if todo:
-            results = self.faces.analyze([images[i] for i in todo])
-            if reference:
-                self.counters.face_passes_reference += len(todo)
-            else:
-                self.counters.face_passes_generated += len(todo)
-            for i, faces in zip(todo, results):
-                arrays = _face_arrays(faces)
-                self.cache.put(self.faces.protocol, keys[i], arrays)
+            for i, arrays in zip(todo, compute([images[i] for i in todo])):
+                self.cache.put(protocol, keys[i], arrays)
                 out[i] = arrays
+        return out, len(todo)
+
+    def faces_of(self, images: Sequence[np.ndarray | None], keys: Sequence[str], reference: bool) -> list[dict | None]:
+        out, n = self._through_cache(self.faces.protocol, images, keys, lambda ims: [_face_arrays(f) for f in self.faces.analyze(ims)])
+        if reference:
+            self.counters.face_passes_reference += n
+        else:
+            self.counters.face_passes_generated += n
         return out
 
     def clip_images(self, images: Sequence[np.ndarray | None], keys: Sequence[str]) -> list[np.ndarray | None]:
-        out: list[np.ndarray | None] = [None] * len(images)
-        todo = []
-        for i, (im, key) in enumerate(zip(images, keys)):
-            if im is None:
-                continue
-            hit = self.cache.get(self.clip.name, key)
-            if hit is not None:
-                out[i] = hit["image"]
-            else:
-                todo.append(i)
-        if todo:
-            emb = self.clip.encode_images([images[i] for i in todo])
-            self.counters.clip_image_passes += len(todo)
-            for i, e in zip(todo, emb):
-                self.cache.put(self.clip.name, keys[i], {"image": e})
-                out[i] = e
-        return out
+        out, n = self._through_cache(self.clip.name, images, keys, lambda ims: [{"image": e} for e in self.clip.encode_images(ims)])
+        self.counters.clip_image_passes += n
+        return [None if a is None else a["image"] for a in out]
 
 
 def _decode(path: Path) -> tuple[np.ndarray | None, str]:
