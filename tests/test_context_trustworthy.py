@@ -99,3 +99,77 @@ def test_triplet_extractor_drops_non_ascii_letters():
     # a decomposed accent (e + U+0301) is the same word as the composed one
     assert extract_triplets("{} sitting in a cafe\u0301", ["café"]) == [("person", "sitting in", "café")]
     assert extract_triplets("{} in front of the Kölner Dom", ["Kölner Dom"]) == [("person", "in front of", "kölner dom")]
+
+
+# ------------------------------------------------------------------ issue 9.4: relation crops
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory):
+    pytest.importorskip("transformers")
+    from stellar.models.clip import ClipEncoder
+    from stellar.testing import tiny_clip_folder
+
+    return ClipEncoder.from_pretrained(str(tiny_clip_folder(tmp_path_factory.mktemp("clip"))), device="cpu")
+
+
+def _wide_scene(edges: int) -> np.ndarray:
+    """A 40x150 image whose union box (0..150 x 5..35, 5:1) has the person at the left edge and the
+    object at the right edge; ``edges`` changes only those two outer sixths."""
+    rng = np.random.default_rng(1)
+    im = np.full((40, 150, 3), 128, np.uint8)
+    im[:, 25:125] = rng.integers(0, 256, (40, 100, 3), dtype=np.uint8)  # the background between them
+    edge_rng = np.random.default_rng(100 + edges)
+    im[:, :25] = edge_rng.integers(0, 256, (40, 25, 3), dtype=np.uint8)  # "the person"
+    im[:, 125:] = edge_rng.integers(0, 256, (40, 25, 3), dtype=np.uint8)  # "the object"
+    return im
+
+
+def test_rfs_relation_crop_loses_person_and_object_in_centre_crop(tiny_clip):
+    """Issue 9.4: the union box went through CLIP's centre crop, which cut the outer parts of a wide box —
+    the person and the object — so p_pred did not depend on them. Now it does."""
+    from stellar.models.relations import ClipRelationScorer, RelationQuery
+
+    scorer = ClipRelationScorer(tiny_clip, ["riding", "next to", "holding"])
+    box = (0.0, 5.0, 150.0, 35.0)
+    a, b = (scorer.score([RelationQuery(_wide_scene(e), box, "person", "next to", "horse")])[0] for e in (0, 1))
+    assert abs(a - b) > 1e-6, "p_pred must depend on the pixels at the edges of the union box"
+    # and not on pixels outside the box
+    outside = _wide_scene(0)
+    outside[:5] = 0
+    outside[35:] = 255
+    assert scorer.score([RelationQuery(outside, box, "person", "next to", "horse")])[0] == pytest.approx(a, rel=1e-5)
+    assert "pad-square" in scorer.protocol
+
+
+def test_square_crop_keeps_every_pixel_of_the_box_through_clip_preprocessing(tiny_clip):
+    from stellar.models.relations import processor_fill, square_crop
+
+    im = _wide_scene(0)
+    region = square_crop(im, (0, 5, 150, 35), processor_fill(tiny_clip.image_processor))
+    assert region.shape == (150, 150, 3)
+    assert np.array_equal(region[60:90], im[5:35])  # the whole box, centred
+    pixels = tiny_clip.image_processor(images=[region], return_tensors="pt")["pixel_values"][0].numpy()
+    assert abs(float(pixels[:, 0, :].mean())) < 0.05  # the padding normalises to ~0 (the mean colour)
+
+
+def test_vqa_relation_crop_is_the_padded_square(tmp_path_factory):
+    """The VQA scorer encodes the same square-padded union crop (BLIP resizes without cropping; the
+    padding keeps the aspect ratio, as for CLIP)."""
+    pytest.importorskip("transformers")
+    from stellar.models.relations import RelationQuery, VqaRelationScorer, processor_fill
+    from stellar.testing import tiny_blip_vqa_folder
+
+    scorer = VqaRelationScorer.from_pretrained(str(tiny_blip_vqa_folder(tmp_path_factory.mktemp("vqa"))), device="cpu")
+    seen = []
+    processor = scorer.image_processor
+
+    def spy(images, **kw):
+        seen.extend(np.asarray(im) for im in images)
+        return processor(images=images, **kw)
+
+    scorer.image_processor = spy
+    im = _wide_scene(0)
+    scorer.score([RelationQuery(im, (0.0, 5.0, 150.0, 35.0), "person", "next to", "horse")])
+    (region,) = seen
+    assert region.shape == (150, 150, 3) and np.array_equal(region[60:90], im[5:35])
+    assert tuple(region[0, 0]) == processor_fill(processor)
+    assert "pad-square" in scorer.protocol
