@@ -653,3 +653,40 @@ def test_data_layer_does_not_import_models():
     assert out == "[]"
     for path in (Path(registry.__file__).parents[1] / "data").glob("*.py"):
         assert "stellar.models" not in path.read_text(), path
+
+
+# ------------------------------------------------------------------ issue 9 item 18: no retry loop without network
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_default_clip_without_network_fails_at_once_without_retries(online, monkeypatch, home):
+    """Regression (issue 9 item 18): the default --clip spent ~23 s in the hub client's retries when the
+    network was down. Now the cache is checked first, the hub host is probed once, and the card fails
+    with the offline fix without a single client call."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setattr(sources, "_REACHABLE", {})
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda *a, **k: calls.append(a))
+    for _ in range(2):  # the probe is memoised: the second card does not even connect
+        with pytest.raises(WeightsUnavailableError) as err:
+            registry.resolve("clip-vit-bigg-14-laion2b")
+        text = str(err.value)
+        assert "cannot reach 127.0.0.1" in text and "not retried" in text and "STELLAR_OFFLINE=1" in text
+    assert calls == [] and len(sources._REACHABLE) == 1
+    assert card_files(home, "clip-vit-bigg-14-laion2b") == []
+
+
+def test_cached_card_is_used_without_any_request_even_online(online, monkeypatch, home):
+    """The cache is checked before any source: a cached card resolves with the hub unreachable."""
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setattr(sources, "probe", lambda *a, **k: pytest.fail("network touched"))
+    registry.resolve("mtcnn")  # copied from the installed facenet-pytorch
+    assert registry.resolve("mtcnn")["pnet.pt"] == home / "models" / "mtcnn" / "pnet.pt"
