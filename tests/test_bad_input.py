@@ -395,3 +395,132 @@ def test_generated_check_decodes_and_reports_bad_images(synthetic, tmp_path, cap
     assert rc == 1 and set(bad) == {str(gen / f"{jobs[0].name}.png"), str(gen / f"{jobs[1].name}.png")}
     assert "empty" in bad[str(gen / f"{jobs[0].name}.png")] and "truncated" in bad[str(gen / f"{jobs[1].name}.png")].lower()
     assert data["summary"]["matched"] == 12
+
+
+# ------------------------------------------------------------------ issue 9: the match is reported, sidecars cross-checked
+def evaluate_without_models(synthetic, gen, out, *extra):
+    """`stellar evaluate` with no model at all (CLIP-T skipped): only the match and the run files are exercised."""
+    return main(["evaluate", "--dataset", str(synthetic), "--generated", str(gen), "--out", str(out), "--metrics", "clip_t", "--clip", "none", *extra])
+
+
+def test_stray_seed_suffix_among_correct_names_refuses_and_names_the_file(synthetic, tmp_path, capsys):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    fill(gen, ds.jobs("test"))  # 36 correct single-seed names
+    Image.new("RGB", (8, 8)).save(gen / "002-1-05-s3.png")  # one stray name used to make the set "4 seeds"
+    with pytest.raises(DatasetError, match=r"disagree on seeds.*002-1-05-s3\.png") as info:
+        GeneratedSet(gen, ds)
+    assert "--seeds" in str(info.value)
+    assert evaluate_without_models(synthetic, gen, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "002-1-05-s3.png" in err and "Traceback" not in err and not (tmp_path / "run").exists()
+    gs = GeneratedSet(gen, ds, seeds=1)  # the user decides: the stray is unmatched, with the reason
+    assert len(gs) == 36 and gs.report.unmatched == [(gen / "002-1-05-s3.png", "seed suffix -s3 in a set of 1 seed per job")]
+
+
+def test_evaluate_prints_the_match_report_before_evaluating(synthetic, tmp_path, capsys):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    jobs = ds.jobs("test")
+    fill(gen, jobs[1:])  # job 0 has no image
+    Image.new("RGB", (8, 8)).save(gen / f"{jobs[1].name}.jpg")  # job 1 twice
+    Image.new("RGB", (8, 8)).save(gen / "holiday.png")  # unmatched
+    (gen / f"{jobs[2].name}.json").write_text("{broken")  # broken sidecar
+    assert evaluate_without_models(synthetic, gen, tmp_path / "run") == 0
+    err = capsys.readouterr().err
+    assert f"matched {len(jobs) - 2}/{len(jobs)} jobs" in err
+    assert "unmatched files 1, jobs without image 1, duplicated jobs 1, broken sidecars 1" in err
+    assert "holiday.png" in err and f"2 files claim job {jobs[1].name}" in err and "not valid JSON" in err
+    assert f"job(s) have no image: {jobs[0].name}" in err
+
+
+def sidecar(gen, stem, **meta):
+    (gen / f"{stem}.json").write_text(json.dumps(meta))
+
+
+def test_sidecar_prompt_disagreeing_with_the_dataset_is_reported_not_matched(synthetic, tmp_path):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    jobs = ds.jobs("test", kinds=("H",))
+    fill(gen, jobs)
+    a, b, c, d = jobs[0], jobs[1], jobs[2], jobs[3]
+    sidecar(gen, a.name, save_name=a.name, prompt=b.prompt.fill())  # made for another prompt
+    sidecar(gen, b.name, prompt=b.prompt.fill("A  PERSON"), template=c.prompt.template)  # its template is another one
+    sidecar(gen, c.name, prompt=c.prompt.fill("sks man"), image_path=f"/data/STELLAR/{c.subject}/{c.photo.index + 1}.jpg")
+    sidecar(gen, d.name, save_name=d.name, prompt=d.prompt.fill("sks   woman"), template=d.prompt.template)  # agrees
+    gs = GeneratedSet(gen, ds, kinds=("H",))
+    errors = {p.path: p.message for p in gs.problems() if p.severity == "error" and "disagrees" in p.message}
+    assert set(errors) == {str(gen / f"{j.name}.json") for j in (a, b, c)}
+    assert f"is not job {a.name}'s" in errors[str(gen / f"{a.name}.json")] and "prompt" in errors[str(gen / f"{a.name}.json")]
+    assert "template" in errors[str(gen / f"{b.name}.json")]
+    assert "image_path" in errors[str(gen / f"{c.name}.json")]
+    assert {a.name, b.name, c.name}.isdisjoint(gs.report.matched) and d.name in gs.report.matched
+    assert {j.name for j in gs.report.missing} == {a.name, b.name, c.name}  # scored as jobs without image
+    assert gs.summary()["sidecar_conflicts"] == 3
+
+
+def test_sidecar_save_name_reassigning_a_file_to_another_job_is_reported(synthetic, tmp_path):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    jobs = ds.jobs("test", kinds=("H",))
+    fill(gen, [j for j in jobs if j.name != jobs[1].name])
+    sidecar(gen, jobs[0].name, save_name=jobs[1].name)
+    gs = GeneratedSet(gen, ds, kinds=("H",))
+    assert gs.report.matched[jobs[1].name].path.name == f"{jobs[0].name}.png"
+    warned = [p for p in gs.problems() if p.severity == "warning" and "re-assigns" in p.message]
+    assert [p.path for p in warned] == [str(gen / f"{jobs[0].name}.json")]
+    assert f"to job {jobs[1].name}, its file name to job {jobs[0].name}" in warned[0].message
+    assert [j.name for j in gs.report.missing] == [jobs[0].name]
+    assert "re-assigned by save_name 1" in gs.match_text()
+
+
+def test_unread_formats_sub_folders_and_orphan_sidecars_in_a_generated_set_are_reported(synthetic, tmp_path):
+    import os
+
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    jobs = ds.jobs("test", kinds=("H",))
+    fill(gen, jobs[3:])
+    for job, ext in zip(jobs, (".bmp", ".gif", ".tif")):
+        Image.new("RGB", (8, 8)).save(gen / f"{job.name}{ext}")
+    (gen / "more").mkdir()
+    Image.new("RGB", (8, 8)).save(gen / "more" / f"{jobs[0].name}.png")
+    sidecar(gen, "lonely", save_name=jobs[0].name)
+    Image.new("RGB", (8, 8)).save(os.fsdecode(os.fsencode(gen) + b"/caf\xe9.png"))
+    (gen / ".DS_Store").write_bytes(b"\0")
+    gs = GeneratedSet(gen, ds, kinds=("H",))
+    found = {p.path: p for p in gs.problems(allow_missing=True) if "ignored" in p.message}
+    for job, ext in zip(jobs, (".bmp", ".gif", ".tif")):
+        assert found[str(gen / f"{job.name}{ext}")].severity == "error" and f"{ext} images are not read" in found[str(gen / f"{job.name}{ext}")].message
+    assert found[str(gen / "more")].severity == "warning" and "flat folder" in found[str(gen / "more")].message
+    assert found[str(gen / "lonely.json")].severity == "warning"
+    assert found[str(gen) + "/caf\\xe9.png"].severity == "error" and "not valid UTF-8" in found[str(gen) + "/caf\\xe9.png"].message
+    assert len(found) == 6 and gs.summary()["ignored"] == 6
+    json.dumps([p.to_dict() for p in gs.problems()], ensure_ascii=False).encode("utf-8")  # writable as UTF-8 JSON
+    assert gs.fingerprint().startswith("sha256:")
+
+
+# ------------------------------------------------------------------ issue 9: silently ignored dataset inputs
+def test_mask_and_attributes_left_behind_by_a_deleted_photo_are_reported(synthetic, capsys):
+    (synthetic / "001" / "1.jpg").unlink()
+    rc, _, problems = check_json(synthetic, capsys, "--no-decode")
+    left = {p["path"]: p for p in problems if "ignored" in p["message"]}
+    assert set(left) == {str(synthetic / "001" / "1_bg.png"), str(synthetic / "001" / "1_attributes.json")}
+    assert all(p["severity"] == "warning" and "no photo 1" in p["message"] and "1.jpg" in p["fix"] for p in left.values())
+    assert rc == 0
+
+
+def test_empty_detectables_on_a_t_prompt_is_reported(synthetic, capsys):
+    write_prompts(synthetic / "000", layout.PROMPTS_T_FILE, {"prompts": ["{} with a horse", "{} alone"], "detectables": [["horse"], []]})
+    _, _, problems = check_json(synthetic, capsys, "--no-decode")
+    hits = [p for p in problems if "empty 'detectables'" in p["message"]]
+    assert [p["path"] for p in hits] == [str(synthetic / "000" / layout.PROMPTS_T_FILE)] and "(index 1)" in hits[0]["message"]
+    assert hits[0]["severity"] == "warning"
+
+
+def test_subject_with_zero_prompts_is_reported(synthetic, capsys):
+    write_prompts(synthetic / "002", layout.PROMPTS_T_FILE, {"prompts": []})
+    write_prompts(synthetic / "002", layout.PROMPTS_H_FILE, {"prompts": []})
+    _, _, problems = check_json(synthetic, capsys, "--no-decode")
+    hits = [p for p in problems if p["path"] == str(synthetic / "002")]
+    assert len(hits) == 1 and "zero prompts" in hits[0]["message"] and hits[0]["severity"] == "warning"

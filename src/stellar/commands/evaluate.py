@@ -93,6 +93,7 @@ def scorer_options(args: argparse.Namespace) -> dict:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stellar.commands.models import apply_weights_overrides
     from stellar.data.dataset import StellarDataset
+    from stellar.data.generated import GeneratedSet
     from stellar.engine.evaluate import CLIP_METRICS, FACE_METRICS, EvalConfig, evaluate
     from stellar.engine.scorers import build_scorers
     from stellar.engine.store import ResultsStore
@@ -116,6 +117,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.force and config.shard[0] == 0:
         ResultsStore(args.out).clear()
     dataset = StellarDataset(args.dataset)
+    generated = GeneratedSet(args.generated, dataset, split=config.split, kinds=config.kinds, seeds=config.seeds)
+    print(generated.match_text(), file=sys.stderr)  # the match report, before anything runs (#9 item 10)
     faces = None
     if any(m in FACE_METRICS for m in metrics):
         from stellar.models.faces import FaceAnalyzer
@@ -147,7 +150,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=None if args.device == "auto" else args.device,
         batch_size=args.batch_size,
     )
-    summary = evaluate(dataset, args.generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers)
+    summary = evaluate(dataset, generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers)
     if summary is None:
         print(f"shard {config.shard[0]}/{config.shard[1]} done; results are merged when every shard has finished")
         return 0
