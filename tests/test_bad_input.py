@@ -524,3 +524,158 @@ def test_subject_with_zero_prompts_is_reported(synthetic, capsys):
     _, _, problems = check_json(synthetic, capsys, "--no-decode")
     hits = [p for p in problems if p["path"] == str(synthetic / "002")]
     assert len(hits) == 1 and "zero prompts" in hits[0]["message"] and hits[0]["severity"] == "warning"
+
+
+# ------------------------------------------------------------------ issue 9: one message and an exit status, never a traceback
+def one_error(capsys):
+    """The command's stderr; it holds exactly one ``error:`` message and no traceback."""
+    err = capsys.readouterr().err
+    assert [line.startswith("error: ") for line in err.splitlines()].count(True) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def complete_run(synthetic, tmp_path, capsys):
+    """A finished run directory (no model: only the match and the results files)."""
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    fill(gen, ds.jobs("test"))
+    out = tmp_path / "run"
+    assert evaluate_without_models(synthetic, gen, out) == 0
+    capsys.readouterr()
+    return gen, out
+
+
+def disk_fails(monkeypatch, err):
+    """Every atomic writer of the package (results, reports, caches) raises ``OSError(err)`` as a full or read-only disk does."""
+    import errno
+    import os
+    import sys
+
+    from stellar import fileio
+
+    def failing(path, data):
+        raise OSError(err, os.strerror(err), str(path))
+
+    original = fileio.atomic_write_bytes
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("stellar") and getattr(module, "atomic_write_bytes", None) is original:
+            monkeypatch.setattr(module, "atomic_write_bytes", failing)
+    return errno
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "--batch-size", "0"], ["evaluate", "--workers", "-1"], ["evaluate", "--seeds", "0"], ["faces", "detect", "--batch-size", "0"], ["jobs", "export", "--seeds", "0"]])
+def test_batch_size_zero_and_other_non_positive_counts_are_usage_errors(synthetic, tmp_path, capsys, argv):
+    base = {"evaluate": ["--dataset", str(synthetic), "--generated", str(tmp_path), "--out", str(tmp_path / "run")], "faces": [str(tmp_path / "x.png")], "jobs": ["--dataset", str(synthetic)]}
+    with pytest.raises(SystemExit) as info:
+        main([*argv, *base[argv[0]]])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[-2]}: must be ≥" in err and "Traceback" not in err
+
+
+def test_out_an_existing_file_is_one_message_naming_it(synthetic, tmp_path, capsys):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    fill(gen, ds.jobs("test"))
+    (tmp_path / "afile").write_text("notes")
+    assert evaluate_without_models(synthetic, gen, tmp_path / "afile") == 2
+    assert f"{tmp_path / 'afile'}: is a file, not a run directory" in one_error(capsys)
+    assert (tmp_path / "afile").read_text() == "notes"
+    assert main(["jobs", "export", "--dataset", str(synthetic), "--out", str(tmp_path / "afile" / "jobs.jsonl")]) == 1  # a file in place of a folder
+    assert "a file stands where a folder is needed" in one_error(capsys)
+
+
+@pytest.mark.parametrize("name,data", [("run.json", b"{truncated"), ("summary.json", b"[1, 2]"), ("per_image.parquet", b"PAR1 not really")])
+def test_corrupt_run_files_are_named_not_a_traceback(complete_run, capsys, name, data):
+    gen, out = complete_run
+    (out / name).write_bytes(data)
+    assert main(["report", str(out)]) == 1
+    err = one_error(capsys)
+    assert f"{out / name}: corrupt" in err and "fix: move" in err
+
+
+def test_corrupt_part_file_or_run_json_stops_a_resume_with_its_name(complete_run, synthetic, capsys):
+    gen, out = complete_run
+    part = next((out / "parts").glob("*/*.parquet"))
+    part.write_bytes(part.read_bytes()[:40])  # truncated
+    assert evaluate_without_models(synthetic, gen, out) == 1
+    assert f"{part}: corrupt Parquet table" in one_error(capsys)
+    (out / "run.json").write_text("")
+    assert evaluate_without_models(synthetic, gen, out) == 1
+    assert f"{out / 'run.json'}: corrupt results file" in one_error(capsys)
+
+
+def test_full_disk_is_one_message_naming_the_file(synthetic, tmp_path, capsys, monkeypatch):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    fill(gen, ds.jobs("test"))
+    errno = disk_fails(monkeypatch, 28)  # ENOSPC
+    assert errno.ENOSPC == 28
+    assert evaluate_without_models(synthetic, gen, tmp_path / "run") == 1
+    err = one_error(capsys)
+    assert str(tmp_path / "run") in err and "No space left on device" in err and "the disk is full" in err
+
+
+def test_read_only_output_is_one_message_naming_the_file(complete_run, tmp_path, capsys, monkeypatch):
+    _, out = complete_run
+    disk_fails(monkeypatch, 30)  # EROFS (tests run as root, where chmod does not stop writes)
+    assert main(["report", str(out), "--out", str(tmp_path / "table.md")]) == 1
+    err = one_error(capsys)
+    assert f"{tmp_path / 'table.md'}: Read-only file system" in err and "write the output to a writable folder" in err
+
+
+def test_non_utf8_names_in_a_generated_set_and_as_arguments(synthetic, tmp_path, capsys):
+    import os
+
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    fill(gen, ds.jobs("test"))
+    Image.new("RGB", (8, 8)).save(os.fsdecode(os.fsencode(gen) + b"/caf\xe9.png"))
+    assert evaluate_without_models(synthetic, gen, tmp_path / "run") == 0
+    assert "caf\\xe9.png" in capsys.readouterr().err
+    run = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    assert any("caf\\xe9.png" in p["path"] for p in run["match_problems"])
+    latin = os.fsdecode(os.fsencode(tmp_path) + b"/g\xe9n")
+    os.rename(gen, latin)
+    assert evaluate_without_models(synthetic, latin, tmp_path / "run2") == 2
+    assert "g\\xe9n: the generated argument is not valid UTF-8" in one_error(capsys)
+
+
+def test_non_utf8_names_and_symlink_loops_in_dataset_import(tmp_path, capsys):
+    import os
+
+    people = tmp_path / "people"
+    for who in ("ann", "bob"):
+        (people / who).mkdir(parents=True)
+        for k in range(2):
+            noise((300, 300), seed=k).save(people / who / f"{k}.jpg")
+    os.symlink(people / "ann", people / "ann" / "loop")  # a folder linking to itself
+    os.symlink(people / "self", people / "self")  # a link to itself
+    os.symlink(people / "bob" / "x.jpg", people / "bob" / "x.jpg")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("{} riding a horse\n")
+    assert main(["dataset", "import", "--subjects", str(people), "--prompts", str(prompts), "--out", str(tmp_path / "ds")]) == 0
+    printed = capsys.readouterr().out
+    assert f"{people / 'self'}: symbolic link that loops or points nowhere" in printed
+    assert f"{people / 'bob' / 'x.jpg'}: symbolic link that loops or points nowhere" in printed
+    assert len(StellarDataset(tmp_path / "ds").subjects) == 2
+    noise((300, 300)).save(os.fsdecode(os.fsencode(people) + b"/ann/caf\xe9.jpg"))
+    assert main(["dataset", "import", "--subjects", str(people), "--prompts", str(prompts), "--out", str(tmp_path / "ds2")]) == 2
+    err = one_error(capsys)
+    assert "ann/caf\\xe9.jpg: name is not valid UTF-8" in err and "rename it" in err and not (tmp_path / "ds2").exists()
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(synthetic, capsys, monkeypatch):
+    import stellar.data.dataset as dataset_module
+
+    def broken(self, **kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(dataset_module.StellarDataset, "summary", broken)
+    assert main(["dataset", "check", str(synthetic), "--no-decode"]) == 1
+    err = one_error(capsys)
+    assert "internal error: ValueError: boom" in err and "--debug" in err
+    assert main(["--debug", "dataset", "check", str(synthetic), "--no-decode"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.rstrip().endswith("report it with that traceback")

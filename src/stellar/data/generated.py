@@ -338,7 +338,8 @@ class GeneratedSet:
             if path.is_dir() or path.suffix.lower() == ".json":
                 out.append(warning(path, f"ignored: {why}", "move the images into the set's folder" if path.is_dir() else "delete it or add its image"))
             else:
-                out.append(error(path, f"ignored: {why}", "convert it to PNG named as its job (SSS-I-PP.png)"))
+                fix = "rename it with its job's ASCII name (SSS-I-PP.png)" if "UTF-8" in why else "convert it to PNG named as its job (SSS-I-PP.png)"
+                out.append(error(path, f"ignored: {why}", fix))
         for path in r.other_split:
             out.append(warning(path, f"job outside the checked split/kinds ({self.split}, {','.join(self.kinds)})", "ignored; pass --split/--kinds to include it"))
         if r.missing:

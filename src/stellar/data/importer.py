@@ -433,11 +433,25 @@ def _prompts_json(text: str, path: Path, problems: list[Problem]) -> list[tuple[
 
 
 # ---------------------------------------------------------------------------------------- subjects
+def _unusable_entry(entry: Path, problems: list[Problem], skipped: list) -> bool:
+    """True (and reported) for a name that is not UTF-8 (an error: the dataset's JSON files cite names)
+    or a symbolic link that loops or points nowhere (skipped, with the reason)."""
+    try:
+        entry.name.encode("utf-8")
+    except UnicodeEncodeError:  # undecodable bytes arrive as lone surrogates (PEP 383)
+        problems.append(error(entry, "name is not valid UTF-8", "rename it with UTF-8 characters (e.g. `convmv -f latin1 -t utf8 --notest -r FOLDER`)"))
+        return True
+    if entry.is_symlink() and not entry.exists():  # exists() follows the link: False for a loop or a dangling link
+        skipped.append((str(entry), "symbolic link that loops or points nowhere"))
+        return True
+    return False
+
+
 def _scan_subjects(subjects_dir: Path, ignore: set[Path], problems: list[Problem], skipped: list) -> tuple[list[_Source], list]:
     """Subject folders with their photos and masks; ids assigned (valid names kept, others sanitised)."""
     folders, renamed = [], []
     for entry in sorted(subjects_dir.iterdir(), key=lambda p: _natural_key(p.name)):
-        if entry.name.startswith("."):
+        if entry.name.startswith(".") or _unusable_entry(entry, problems, skipped):
             continue
         if entry.is_dir():
             folders.append(entry)
@@ -457,7 +471,7 @@ def _scan_subjects(subjects_dir: Path, ignore: set[Path], problems: list[Problem
         source = _Source(folder, sid)
         masks: list[Path] = []
         for f in sorted(folder.iterdir(), key=lambda p: _natural_key(p.name)):
-            if f.name.startswith("."):
+            if f.name.startswith(".") or _unusable_entry(f, problems, skipped):
                 continue
             if f.is_dir():
                 skipped.append((str(f), "nested folder ignored (photos must sit directly in the subject folder)"))
@@ -685,7 +699,7 @@ def _fingerprint(subjects_dir: Path, prompts: Path, attributes: Path | None, spl
             h.update(f"{name}\t{layout.sha256_file(f)}\n".encode())
     for folder in sorted(p for p in subjects_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for f in sorted(p for p in folder.iterdir() if p.is_file()):
-            h.update(f"{folder.name}/{f.name}\t{layout.sha256_file(f)}\n".encode())
+            h.update(f"{folder.name}/{f.name}\t{layout.sha256_file(f)}\n".encode("utf-8", "surrogateescape"))
     return "sha256:" + h.hexdigest()
 
 
