@@ -52,30 +52,26 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     return i, n
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer ≥ 1 (``--batch-size 0`` is a usage error, not a crash deep inside)."""
+def _int_at_least(minimum: int):
+    """An argparse type: a whole number ≥ ``minimum`` (so ``--batch-size 0`` is a usage error, not a crash deep inside)."""
     import argparse
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be ≥ 1, got {value}")
-    return value
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number ≥ {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"int≥{minimum}"
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer ≥ 0 (``--workers 0`` = decode in the main thread)."""
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number ≥ 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be ≥ 0, got {value}")
-    return value
+#: argparse types: ``--batch-size``, ``--seeds``, ``--max-steps`` (≥ 1); ``--workers`` (≥ 0, 0 = decode in the main thread).
+positive_int = _int_at_least(1)
+non_negative_int = _int_at_least(0)
 
 
 #: The files of a run directory that are read back, and how each is checked before it is used.

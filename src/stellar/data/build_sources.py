@@ -124,6 +124,14 @@ def _search_mask_dir(root: Path) -> tuple[Path, str] | None:
     return None
 
 
+def _required(root: Path, key: str, want_dir: bool, what: str, fix: str) -> Path:
+    """The first existing candidate of ``key``, or a :class:`DatasetError` listing where it was looked for."""
+    found = _first_existing(root, key, want_dir=want_dir)
+    if found is None:
+        raise DatasetError(f"no {what}: expected {_expected(root, key)}", root, fix)
+    return found
+
+
 def locate_source(root: str | Path, celeba_identity: str | Path | None = None) -> SourceFiles:
     """Find the photos, labels, identities and masks of a CelebAMask-HQ or CelebA-Dialog copy.
 
@@ -133,20 +141,10 @@ def locate_source(root: str | Path, celeba_identity: str | Path | None = None) -
     root = Path(root)
     if not root.is_dir():
         raise DatasetError("source folder not found", root, "pass the CelebAMask-HQ or CelebA-Dialog (HQ) folder with --celebahq")
-    images = _first_existing(root, "images", want_dir=True)
-    if images is None:
-        raise DatasetError(
-            f"no photo folder: expected {_expected(root, 'images')}",
-            root,
-            "unpack CelebA-HQ-img (CelebAMask-HQ) or image.zip (CelebA-Dialog) inside this folder",
-        )
-    attributes = _first_existing(root, "attributes", want_dir=False)
-    if attributes is None:
-        raise DatasetError(
-            f"no CelebA attribute file: expected {_expected(root, 'attributes')}",
-            root,
-            "copy CelebAMask-HQ-attribute-anno.txt from the CelebAMask-HQ or CelebA-Dialog release there",
-        )
+    images = _required(root, "images", True, "photo folder", "unpack CelebA-HQ-img (CelebAMask-HQ) or image.zip (CelebA-Dialog) inside this folder")
+    attributes = _required(
+        root, "attributes", False, "CelebA attribute file", "copy CelebAMask-HQ-attribute-anno.txt from the CelebAMask-HQ or CelebA-Dialog release there"
+    )
     hq_identity = _first_existing(root, "hq_identity", want_dir=False)
     mapping = _first_existing(root, "mapping", want_dir=False)
     celeba_id: Path | None = None
