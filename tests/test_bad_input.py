@@ -679,3 +679,16 @@ def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(synthetic,
     assert main(["--debug", "dataset", "check", str(synthetic), "--no-decode"]) == 1
     err = capsys.readouterr().err
     assert "Traceback (most recent call last)" in err and err.rstrip().endswith("report it with that traceback")
+
+
+def test_sidecar_prompt_filled_with_any_subject_token_is_matched_by_image_path(synthetic, tmp_path):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    jobs = ds.jobs("test", kinds=("H",))
+    for k, j in enumerate(jobs):
+        Image.new("RGB", (8, 8)).save(gen / f"img_{k:04d}.png")
+        sidecar(gen, f"img_{k:04d}", prompt=j.prompt.fill("a  SKS person"), image_path=f"{j.subject}/{j.photo.index}.jpg")
+    gs = GeneratedSet(gen, ds, kinds=("H",))
+    assert not [p for p in gs.problems() if p.severity == "error"]
+    assert [gs.report.matched[j.name].path.name for j in jobs] == [f"img_{k:04d}.png" for k in range(len(jobs))]

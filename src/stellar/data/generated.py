@@ -163,7 +163,9 @@ class GeneratedSet:
         all_jobs = dataset.jobs(None, layout.KINDS, self.seeds)
         self._by_name = {j.name: j for j in all_jobs}
         self._by_photo_prompt: dict[tuple[str, int, str], list[Job]] = {}
+        self._by_photo: dict[tuple[str, int], list[Job]] = {}
         for j in all_jobs:
+            self._by_photo.setdefault((j.subject, j.photo.index), []).append(j)
             for text in {j.prompt.template, j.prompt.fill()}:
                 self._by_photo_prompt.setdefault((j.subject, j.photo.index, text), []).append(j)
         self._offsets = {s: dataset.global_prompt_offsets(s) for s in (*layout.SPLITS, None)}
@@ -229,6 +231,8 @@ class GeneratedSet:
             if photo is not None:
                 key = (*photo, prompt)
                 candidates = self._by_photo_prompt.get(key, [])
+                if not candidates:  # the prompt filled with another subject token ("a sks person riding ...")
+                    candidates = [j for j in self._by_photo.get(photo, []) if prompt_fits(prompt, j.prompt.template)]
                 seed = meta.get("seed_index", 0 if self.seeds == 1 else None)
                 candidates = [j for j in candidates if seed is None or j.seed == seed]
                 if len(candidates) == 1:
