@@ -1,5 +1,5 @@
 """MTCNN's vectorised R-/O-Net crop (summed-area table) vs the per-box ``F.interpolate(mode="area")``
-loop it replaces (facenet-pytorch's crop, kept here as the reference).
+loop it replaces (facenet-pytorch's crop, kept as ``mtcnn.crop_resize_per_box``).
 
 Documented tolerance (mtcnn._crop_resize): one float32 ulp at 255, i.e. 2**-16 on the 0..255 scale,
 2**-23 (1.2e-7) after MTCNN's normalisation; on the CPU the two are measured bit-identical.
@@ -13,31 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from stellar.models.faces import mtcnn
-from stellar.models.faces.mtcnn import _crop_resize, _integral_image, _normalise
+from stellar.models.faces.mtcnn import _crop_resize, _integral_image, crop_resize_per_box
 
 TOL = 2.0**-23  # on normalised crops: one float32 ulp at 255, divided by 128
-
-
-def reference_crop_resize(images, boxes, image_idx, size):
-    """The per-box loop (facenet-pytorch ``detect_face``): truncate, clip to the 1-based image,
-    area-resize the in-image part, skip empty crops."""
-    height, width = images.shape[2], images.shape[3]
-    ints = boxes[:, :4].trunc().to(torch.int64)
-    x = ints[:, 0].clamp(min=1)
-    y = ints[:, 1].clamp(min=1)
-    ex = ints[:, 2].clamp(max=width)
-    ey = ints[:, 3].clamp(max=height)
-    valid = (ey > y - 1) & (ex > x - 1)
-    crops = []
-    for k in torch.nonzero(valid).flatten().tolist():
-        patch = images[image_idx[k], :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
-        crops.append(F.interpolate(patch, size=(size, size), mode="area"))
-    if not crops:
-        return images.new_zeros((0, 3, size, size)), valid
-    return _normalise(torch.cat(crops, dim=0)), valid
 
 
 def _images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
@@ -48,7 +28,7 @@ def _images(batch: int, height: int, width: int, seed: int = 0) -> torch.Tensor:
 
 
 def _compare(images, boxes, image_idx, size):
-    ref, ref_valid = reference_crop_resize(images, boxes, image_idx, size)
+    ref, ref_valid = crop_resize_per_box(images, boxes, image_idx, size)
     got, valid = _crop_resize(_integral_image(images), boxes, image_idx, size)
     assert torch.equal(valid, ref_valid)
     assert got.shape == ref.shape and got.dtype == ref.dtype
@@ -154,14 +134,9 @@ def test_detector_with_vectorised_crop_equals_the_per_box_loop(monkeypatch):
     photos = [skimage_data.astronaut(), np.ascontiguousarray(skimage_data.chelsea()), np.ascontiguousarray(skimage_data.coffee())]
     fast = [det.detect([p])[0] for p in photos]
 
-    def loop_crop(table, boxes, image_idx, size):
-        # rebuild the float images from the summed-area table, then crop them one box at a time
-        t = table.to(torch.int64)
-        pixels = t[:, 1:, 1:] - t[:, :-1, 1:] - t[:, 1:, :-1] + t[:, :-1, :-1]
-        images = pixels.to(torch.float32).permute(0, 3, 1, 2)
-        return reference_crop_resize(images, boxes, image_idx, size)
-
-    monkeypatch.setattr(mtcnn, "_crop_resize", loop_crop)
+    # the cascade as before: the float images go straight to the per-box loop
+    monkeypatch.setattr(mtcnn, "_integral_image", lambda images: images)
+    monkeypatch.setattr(mtcnn, "_crop_resize", crop_resize_per_box)
     slow = [det.detect([p])[0] for p in photos]
     assert sum(len(f) for f in fast) >= 1
     for a, b in zip(fast, slow):

@@ -38,8 +38,9 @@ float32 rounding (tests/test_mtcnn.py measures this). Choices and deviations, al
 * A candidate whose clipped crop is empty (a box wholly outside the image) is dropped. (facenet-
   pytorch skips its crop but keeps the box, misaligning later boxes and scores; this only happens
   for degenerate boxes.)
-* NMS is our own torch code (:mod:`.boxes`), per image rather than via torchvision's coordinate-
-  offset trick, so a batch gives exactly the per-image result.
+* NMS (:mod:`.boxes`: torchvision's C++ kernel when importable, else plain torch, same indices)
+  runs per image rather than via torchvision's batched coordinate-offset trick, so a batch gives
+  exactly the per-image result.
 * Detections of an image are ordered by box area, largest first — facenet-pytorch's default
   ``select_largest=True`` order — so ``detections[0]`` is the face facenet-pytorch's single-face
   ``MTCNN()`` returns.
@@ -257,6 +258,29 @@ def _crop_resize(
     if not crops:
         return torch.zeros((0, 3, size, size), device=table.device), valid
     return _normalise(torch.cat(crops, dim=0)), valid
+
+
+def crop_resize_per_box(
+    images: torch.Tensor, boxes: torch.Tensor, image_idx: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The reference for :func:`_crop_resize`: facenet-pytorch's loop, one
+    ``F.interpolate(mode="area")`` per box, on the float ``(B, 3, H, W)`` images (kept for the tests
+    and benchmarks/faces.py, which compare and time the two)."""
+    height, width = images.shape[2], images.shape[3]
+    ints = boxes[:, :4].trunc().to(torch.int64).cpu()
+    x = ints[:, 0].clamp(min=1)
+    y = ints[:, 1].clamp(min=1)
+    ex = ints[:, 2].clamp(max=width)
+    ey = ints[:, 3].clamp(max=height)
+    valid = (ey > y - 1) & (ex > x - 1)
+    idx, x, y, ex, ey = (t.tolist() for t in (image_idx.cpu(), x, y, ex, ey))
+    crops = []
+    for k in torch.nonzero(valid).flatten().tolist():
+        patch = images[idx[k], :, y[k] - 1 : ey[k], x[k] - 1 : ex[k]].unsqueeze(0)
+        crops.append(F.interpolate(patch, size=(size, size), mode="area"))
+    if not crops:
+        return images.new_zeros((0, 3, size, size)), valid.to(boxes.device)
+    return _normalise(torch.cat(crops, dim=0)), valid.to(boxes.device)
 
 
 def _run_chunked(net: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
