@@ -13,6 +13,7 @@ import importlib
 import sys
 
 from stellar import __version__
+from stellar.commands._common import apply_threads_option
 from stellar.errors import StellarError
 
 #: Command groups, in the order ``stellar --help`` lists them.
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        apply_threads_option(args)  # --threads of the model-backed commands, before any model loads
         return int(args.func(args) or 0)
     except StellarError as exc:
         print(f"error: {exc}", file=sys.stderr)

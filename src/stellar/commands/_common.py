@@ -1,4 +1,4 @@
-"""Helpers shared by the command modules: printing problems and summaries."""
+"""Helpers shared by the command modules: printing problems and summaries, shared options."""
 
 from __future__ import annotations
 
@@ -50,3 +50,28 @@ def parse_shard(text: str | None) -> tuple[int, int]:
     if not 0 <= i < n:
         raise StellarError(f"--shard {text!r}: need 0 <= i < n")
     return i, n
+
+
+def add_threads_option(parser) -> None:
+    """``--threads N|auto`` for a model-backed command; :func:`apply_threads_option` applies it."""
+    from stellar.device import AUTO_THREADS
+
+    parser.add_argument(
+        "--threads",
+        default="auto",
+        metavar="N|auto",
+        help=f"torch CPU threads in this process: auto (= OMP_NUM_THREADS when set, else {AUTO_THREADS}, "
+        "measured fastest on shared cores; run torchrun shards to use more cores) or N",
+    )
+
+
+def apply_threads_option(args) -> None:
+    """Set torch's intra-op threads from ``args.threads`` (commands without the option: no-op).
+
+    Called once by :func:`stellar.cli.main` before the command runs, so models are loaded and run
+    with the chosen pool; a bad value is a :class:`~stellar.errors.StellarError`.
+    """
+    if getattr(args, "threads", None) is not None:
+        from stellar.device import configure_threads
+
+        configure_threads(args.threads)

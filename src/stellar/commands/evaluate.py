@@ -30,6 +30,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--faces", default="paper", help="face preset: paper (mtcnn+facenet), arcface (scrfd+arcface), offline (mtcnn+dlib)")
     e.add_argument("--clip", default="clip-vit-bigg-14-laion2b", help="CLIP card, hub id or local folder; 'none' to skip CLIP metrics and the exclusion rule")
     e.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
+    from stellar.commands._common import add_threads_option  # the shared --threads
+
+    add_threads_option(e)
     e.add_argument("--batch-size", type=int, default=8)
     e.add_argument("--workers", type=int, default=2, help="image-decoding threads")
     e.add_argument("--split", default="test", choices=["test", "val", "all"])
