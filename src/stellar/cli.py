@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 
 from stellar import __version__
+from stellar.commands._common import apply_threads_option
 from stellar.errors import StellarError
 
 #: Command groups, in the order ``stellar --help`` lists them.
@@ -115,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("STELLAR_DEBUG", "") not in ("", "0")
     try:
         _check_text_arguments(args)
+        apply_threads_option(args)  # --threads of the model-backed commands, before any model loads
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

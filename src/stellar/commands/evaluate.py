@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stellar.commands._common import check_run_files, non_negative_int, parse_shard, positive_int, print_json, split_list
+from stellar.commands._common import add_threads_option, check_run_files, non_negative_int, parse_shard, positive_int, print_json, split_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
     e.add_argument("--batch-size", type=positive_int, default=8)
     e.add_argument("--workers", type=non_negative_int, default=2, help="image-decoding threads")
+    add_threads_option(e)
     e.add_argument("--split", default="test", choices=["test", "val", "all"])
     e.add_argument("--kinds", default="T,H")
     e.add_argument("--seeds", type=positive_int, default=None)
