@@ -1403,7 +1403,7 @@ CARDS: tuple[ModelCard, ...] = (
         files=(ModelFile("HPS_v2_compressed.pt"), ModelFile("HPS_v2.1_compressed.pt")),
         licence="Apache-2.0 (HPSv2 repository)",
         citation="X. Wu et al., Human Preference Score v2: A Solid Benchmark for Evaluating Human Preferences of Text-to-Image Synthesis, arXiv:2306.09341, 2023",
-        preprocessing={"architecture": "open_clip ViT-H-14", "input_size": 224, "resize": "shortest side 224, bicubic, center crop", **_CLIP_OPENAI_NORM},
+        preprocessing={"architecture": "open_clip ViT-H-14", "input_size": 224, "resize": "longest side 224, bicubic, letterbox: pad to 224x224 with black (no crop; HPSv2 preprocess_val, open_clip resize_mode=longest)", **_CLIP_OPENAI_NORM},
     ),
     ModelCard(
         name="sdxl-base-1.0",
