@@ -339,6 +339,7 @@ class MTCNNDetector:
             load_exact(net, state, paths[net_name], f"MTCNN {net_name}", _WEIGHTS_FIX)
             net.to(self.device).eval()
         self.weights = {k: str(v) for k, v in paths.items()}
+        self.weight_files = tuple(Path(paths[n]) for n in NET_NAMES)  # what the analyzer's protocol identifies (sha256)
 
     # ------------------------------------------------------------------ public API
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
