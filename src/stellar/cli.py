@@ -25,6 +25,7 @@ _GROUPS = (
     "stellar.commands.faces",
     "stellar.commands.evaluate",
     "stellar.commands.report",
+    "stellar.commands.compare",
     "stellar.commands.generate",
     "stellar.commands.train",
     "stellar.commands.prompts",
