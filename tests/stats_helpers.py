@@ -55,7 +55,7 @@ def per_image_frame(
         n = len(frame)
         for a in APS_ATTRIBUTES:
             labels = rng.choice(np.array([-1, 1], dtype=np.int8), n)
-            labels[0], labels[1] = 1, -1
+            labels[0], labels[-1] = 1, -1
             right = rng.random(n) < aps_accuracy
             frame[f"aps_label_{a}"] = labels.astype(np.int8)
             frame[f"aps_pred_{a}"] = np.where(right, labels, -labels).astype(np.int8)

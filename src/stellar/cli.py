@@ -26,6 +26,7 @@ _GROUPS = (
     "stellar.commands.evaluate",
     "stellar.commands.report",
     "stellar.commands.compare",
+    "stellar.commands.agreement",
     "stellar.commands.generate",
     "stellar.commands.train",
     "stellar.commands.prompts",
