@@ -174,17 +174,14 @@ class _ApsCounts:
     def p_tn(self):
         return self.tn[:, self.used]
 
-    def swapped(self, other: "_ApsCounts", swap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """APS of self and other when the units flagged in ``swap (R, U)`` exchange their predictions."""
+    def stacked(self) -> np.ndarray:
+        """``(U, 4A')`` per-unit counts of the used attributes: TP | P | TN | N."""
+        return np.concatenate([self.p_tp, self.p_p, self.p_tn, self.p_n], axis=1)
 
-        def mix(a, b):
-            return a.sum(axis=0)[None, :] + swap @ (b - a)
-
-        tpr_a = _ratio(mix(self.p_tp, other.p_tp), mix(self.p_p, other.p_p))
-        tnr_a = _ratio(mix(self.p_tn, other.p_tn), mix(self.p_n, other.p_n))
-        tpr_b = _ratio(mix(other.p_tp, self.p_tp), mix(other.p_p, self.p_p))
-        tnr_b = _ratio(mix(other.p_tn, self.p_tn), mix(other.p_n, self.p_n))
-        return _nanmean_rows((tpr_a + tnr_a) / 2.0), _nanmean_rows((tpr_b + tnr_b) / 2.0)
+    def aps_of_totals(self, totals: np.ndarray) -> np.ndarray:
+        """APS from totals ``(R, 4A')`` laid out as :meth:`stacked`."""
+        tp, p, tn, n = np.split(totals, 4, axis=1)
+        return _nanmean_rows((_ratio(tp, p) + _ratio(tn, n)) / 2.0)
 
 
 def _nanmean_rows(x: np.ndarray) -> np.ndarray:
@@ -544,12 +541,18 @@ def compare_runs(
     for i, j in itertools.combinations(range(len(runs)), 2):
         diff_rep = rep[:, i, :] - rep[:, j, :]
         lo, hi = percentile_interval(diff_rep, ci)
-        # permutation distribution of Δ for every metric at once
-        ta = _ratio(sums[i].sum(0)[None, :] + swap @ (sums[j] - sums[i]), counts[i].sum(0)[None, :] + swap @ (counts[j] - counts[i]))
-        tb = _ratio(sums[j].sum(0)[None, :] + swap @ (sums[i] - sums[j]), counts[j].sum(0)[None, :] + swap @ (counts[i] - counts[j]))
-        t_perm = ta - tb
+        # permutation distribution of Δ for every metric at once: swapping unit u moves
+        # (X_j − X_i)_u from run i's totals to run j's, for sums, counts and APS confusion counts
+        # alike, so one matrix product per pair gives every swapped total
+        parts_i = [sums[i], counts[i]] + ([aps[i].stacked()] if "aps" in metrics else [])
+        parts_j = [sums[j], counts[j]] + ([aps[j].stacked()] if "aps" in metrics else [])
+        xi, xj = np.concatenate(parts_i, axis=1), np.concatenate(parts_j, axis=1)
+        moved = swap @ (xj - xi)
+        tot_i, tot_j = xi.sum(axis=0)[None, :] + moved, xj.sum(axis=0)[None, :] - moved
+        m_img = len(img)
+        t_perm = _ratio(tot_i[:, :m_img], tot_i[:, m_img : 2 * m_img]) - _ratio(tot_j[:, :m_img], tot_j[:, m_img : 2 * m_img])
         if "aps" in metrics:
-            pa, pb = aps[i].swapped(aps[j], swap)
+            pa, pb = aps[i].aps_of_totals(tot_i[:, 2 * m_img :]), aps[j].aps_of_totals(tot_j[:, 2 * m_img :])
             t_perm = np.concatenate([t_perm, (pa - pb)[:, None]], axis=1)
         for k, m in enumerate(order):
             d = float(point[i, k] - point[j, k])
