@@ -118,11 +118,16 @@ def replicate_counts(n_units: int, n_replicates: int, seed: int) -> Iterator[np.
 def _unit_sums(values: np.ndarray, codes: np.ndarray, n_units: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit sums of the defined values and their counts: ``(U, M)`` each, for ``values (N, M)``."""
     defined = ~np.isnan(values)
-    sums = np.zeros((n_units, values.shape[1]))
-    counts = np.zeros((n_units, values.shape[1]))
-    np.add.at(sums, codes, np.where(defined, values, 0.0))
-    np.add.at(counts, codes, defined.astype(np.float64))
-    return sums, counts
+    return _sum_by_unit(np.where(defined, values, 0.0), codes, n_units), _sum_by_unit(defined, codes, n_units)
+
+
+def _sum_by_unit(columns: np.ndarray, codes: np.ndarray, n_units: int) -> np.ndarray:
+    """``out[u, k] = Σ_{rows j of unit u} columns[j, k]`` (one ``bincount`` per column)."""
+    cols = np.asarray(columns, dtype=np.float64)
+    out = np.zeros((n_units, cols.shape[1]))
+    for k in range(cols.shape[1]):
+        out[:, k] = np.bincount(codes, weights=cols[:, k], minlength=n_units)
+    return out
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -197,11 +202,7 @@ def _aps_counts(frame: pd.DataFrame, codes: np.ndarray, n_units: int) -> _ApsCou
     labels = np.stack([frame[f"aps_label_{a}"].fillna(0).to_numpy(dtype=np.int64) for a in attrs], axis=1)
     preds = np.stack([frame[f"aps_pred_{a}"].fillna(0).to_numpy(dtype=np.int64) for a in attrs], axis=1)
     cols = [labels == 1, (labels == 1) & (preds == 1), labels == -1, (labels == -1) & (preds == -1)]
-    out = []
-    for c in cols:
-        s = np.zeros((n_units, len(attrs)))
-        np.add.at(s, codes, c.astype(np.float64))
-        out.append(s)
+    out = [_sum_by_unit(c, codes, n_units) for c in cols]
     used = (out[0].sum(axis=0) > 0) & (out[2].sum(axis=0) > 0)
     return _ApsCounts(*out, attributes=tuple(attrs), used=used)
 
