@@ -592,3 +592,39 @@ def compare_runs(
         "units": n_units, "tests": int(np.count_nonzero(~np.isnan([r["p"] for r in rows]))),
     }  # fmt: skip
     return Comparison(names, order, pd.DataFrame(rows), pd.DataFrame(best_rows), settings)
+
+
+# ------------------------------------------------------------------------------ report tables
+#: Report columns whose interval comes from another results column.
+_REPORT_SOURCE = {"aps_img": "aps_image"}
+
+
+def report_intervals(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    by: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    resample: Resample = "subject",
+) -> dict[str, dict[str, Interval]]:
+    """Intervals for the metric columns of ``stellar report`` tables: ``{group: {column: Interval}}``.
+
+    Groups as :func:`interval_table` (``all`` | ``T``/``H`` | categories). ``columns`` are report
+    columns: image-level metrics, ``aps`` (the probes-fixed AUC; needs the ``aps_label_*`` /
+    ``aps_pred_*`` columns) and ``aps_img`` (the per-image APS, column ``aps_image``); others (counts)
+    are ignored, and so are metrics the table lacks.
+    """
+    wanted = {c: _REPORT_SOURCE.get(c, c) for c in columns if c in METRICS or c in _REPORT_SOURCE}
+    sources = [s for s in dict.fromkeys(wanted.values()) if (s == "aps" and aps_attributes(frame)) or (s != "aps" and s in frame)]
+    if not sources:
+        return {}
+    groups = interval_table(frame, sources, by=by, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
+    return {g: {c: ivs[s] for c, s in wanted.items() if s in ivs} for g, ivs in groups.items()}
+
+
+def interval_note(ci: float, n_boot: int, seed: int, resample: str) -> str:
+    """The sentence printed with a table of ``mean ± half-width`` cells."""
+    how = "cluster bootstrap over subjects" if resample == "subject" else "bootstrap over jobs"
+    return f"± = half-width of the {ci * 100:g} % percentile interval ({how}, {n_boot} replicates, seed {seed})"
