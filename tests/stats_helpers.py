@@ -63,7 +63,9 @@ def per_image_frame(
     return frame
 
 
-def write_run(folder: Path, frame: pd.DataFrame, *, method: str, fingerprint: str = "fp-synthetic", failure_rule: str = "worst", faces: str = "offline") -> Path:
+def write_run(
+    folder: Path, frame: pd.DataFrame, *, method: str, fingerprint: str = "fp-synthetic", failure_rule: str = "worst", faces: str = "offline", exclusion: bool = False
+) -> Path:
     """Write ``run.json``, ``summary.json`` and ``per_image.parquet`` of a synthetic run into ``folder``."""
     from stellar.report.stats import aps_from_table
 
@@ -83,7 +85,7 @@ def write_run(folder: Path, frame: pd.DataFrame, *, method: str, fingerprint: st
     if has_aps:
         means["aps"] = aps_from_table(frame)
     by_kind = {k: {"aps": aps_from_table(frame[frame["kind"] == k])} for k in ("T", "H")} if has_aps else {}
-    summary = {"method": method, "n_jobs": len(frame), "means": means, "by_kind": by_kind, "exclusion": {"applied": False, "reason": "synthetic"}}
+    summary = {"method": method, "n_jobs": len(frame), "means": means, "by_kind": by_kind, "exclusion": {"applied": True, "sigma": 0.01} if exclusion else {"applied": False, "reason": "synthetic"}}
     (folder / "run.json").write_text(json.dumps(run))
     (folder / "summary.json").write_text(json.dumps(summary))
     frame.to_parquet(folder / "per_image.parquet", index=False)

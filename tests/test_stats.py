@@ -231,6 +231,7 @@ def test_aps_permutation_swaps_predictions(tmp_path):
         ({"fingerprint": "other"}, "different datasets"),
         ({"failure_rule": "partial"}, "different failure rules: worst vs partial"),
         ({"faces": "paper"}, "different model protocols \\(faces: offline vs paper\\)"),
+        ({"exclusion": True}, "exclusion rule was applied in b but not in a"),
     ],
 )
 def test_compare_refuses_runs_that_differ(tmp_path, change, message):

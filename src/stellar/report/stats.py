@@ -359,8 +359,9 @@ def check_comparable(runs: Sequence, metrics: Sequence[str]) -> None:
     """Refuse runs that were not evaluated on the same jobs under the same rules and model protocols.
 
     Checks, against the first run: the set of job names of ``per_image.parquet``, the dataset
-    fingerprint, the failure rule (``worst`` unless run.json says otherwise) and the models of the
-    roles the compared metrics use. The error names the two runs and the difference.
+    fingerprint, the failure rule (``worst`` unless run.json says otherwise), whether the exclusion
+    rule was applied (when a compared metric is subject to it) and the models of the roles the
+    compared metrics use. The error names the two runs and the difference.
     """
     base = runs[0]
     roles = {r for m in metrics for r in (METRICS[m].models if m in METRICS else ())}
@@ -381,6 +382,15 @@ def check_comparable(runs: Sequence, metrics: Sequence[str]) -> None:
         ra, rb = base.run.get("failure_rule", "worst"), r.run.get("failure_rule", "worst")
         if ra != rb:
             raise StellarError(f"runs {base.name} and {r.name} use different failure rules: {ra} vs {rb}\n  fix: re-evaluate one of them with the other's rule (--partial or not)")
+        if any(METRICS[m].exclusion_applies for m in metrics if m in METRICS):
+            ea = bool((base.summary.get("exclusion") or {}).get("applied"))
+            eb = bool((r.summary.get("exclusion") or {}).get("applied"))
+            if ea != eb:
+                on, off = (base, r) if ea else (r, base)
+                raise StellarError(
+                    f"runs {base.name} and {r.name}: the exclusion rule was applied in {on.name} but not in {off.name}, so their identity metrics are not comparable\n"
+                    f"  fix: evaluate {off.name} with a CLIP model (--clip) or compare only metrics the rule does not touch (--metrics clip_t,…)"
+                )
         ma, mb = _describe_models(base.run, roles), _describe_models(r.run, roles)
         if ma != mb:
             diff = [f"{k}: {ma.get(k)} vs {mb.get(k)}" for k in sorted(set(ma) | set(mb)) if ma.get(k) != mb.get(k)]
