@@ -468,24 +468,30 @@ def _display(metric: str) -> str:
     return f"{info.display_name} {'↑' if info.higher_is_better else '↓'}" if info else metric
 
 
-def _swap_matrix(n_units: int, permutations: int, seed: int) -> tuple[np.ndarray, bool]:
-    """All ``2^U`` swap vectors (exact) when ``U ≤ EXACT_MAX_UNITS``, else ``permutations`` seeded random ones."""
+def _swap_chunks(n_units: int, permutations: int, seed: int) -> tuple[Iterator[np.ndarray], bool]:
+    """Swap indicator vectors ``(chunk, U)`` in {0, 1}: all ``2^U`` (exact) when ``U ≤ EXACT_MAX_UNITS``,
+    else ``permutations`` seeded random ones, in chunks of bounded size (memory O(chunk · U))."""
     if n_units <= EXACT_MAX_UNITS:
         grid = (np.arange(2**n_units)[:, None] >> np.arange(n_units)[None, :]) & 1
-        return grid.astype(np.float64), True
-    rng = np.random.default_rng([seed, 0x5157])  # a stream of its own: independent of the bootstrap's
-    return rng.integers(0, 2, size=(permutations, n_units)).astype(np.float64), False
+        return iter([grid.astype(np.float64)]), True
+
+    def draws() -> Iterator[np.ndarray]:
+        rng = np.random.default_rng([seed, 0x5157])  # a stream of its own: independent of the bootstrap's
+        chunk = max(1, _CHUNK_CELLS // n_units)
+        done = 0
+        while done < permutations:
+            c = min(chunk, permutations - done)
+            yield rng.integers(0, 2, size=(c, n_units)).astype(np.float64)
+            done += c
+
+    return draws(), False
 
 
-def _perm_p(t_obs: float, t_perm: np.ndarray, exact: bool) -> float:
-    if math.isnan(t_obs):
+def _perm_p(hits: int, total: int, exact: bool) -> float:
+    """Exact: hits / 2^U (the identity swap is among them); Monte Carlo: (1 + hits) / (1 + R)."""
+    if total == 0:
         return float("nan")
-    tol = 1e-12 * max(1.0, abs(t_obs))
-    t_perm = t_perm[~np.isnan(t_perm)]
-    hits = int(np.count_nonzero(np.abs(t_perm) >= abs(t_obs) - tol))
-    if exact:
-        return hits / len(t_perm)
-    return (hits + 1) / (len(t_perm) + 1)
+    return hits / total if exact else (hits + 1) / (total + 1)
 
 
 def compare_runs(
@@ -547,24 +553,34 @@ def compare_runs(
     point = means(np.ones((1, n_units)))[0]  # (R, M)
     rep = np.concatenate([means(w) for w in replicate_counts(n_units, n_boot, seed)], axis=0)
 
-    swap, exact = _swap_matrix(n_units, permutations, seed)
+    m_img = len(img)
+    exact = n_units <= EXACT_MAX_UNITS
     rows = []
     for i, j in itertools.combinations(range(len(runs)), 2):
         diff_rep = rep[:, i, :] - rep[:, j, :]
         lo, hi = percentile_interval(diff_rep, ci)
         # permutation distribution of Δ for every metric at once: swapping unit u moves
         # (X_j − X_i)_u from run i's totals to run j's, for sums, counts and APS confusion counts
-        # alike, so one matrix product per pair gives every swapped total
+        # alike, so one matrix product per chunk of swaps gives every swapped total
         parts_i = [sums[i], counts[i]] + ([aps[i].stacked()] if "aps" in metrics else [])
         parts_j = [sums[j], counts[j]] + ([aps[j].stacked()] if "aps" in metrics else [])
         xi, xj = np.concatenate(parts_i, axis=1), np.concatenate(parts_j, axis=1)
-        moved = swap @ (xj - xi)
-        tot_i, tot_j = xi.sum(axis=0)[None, :] + moved, xj.sum(axis=0)[None, :] - moved
-        m_img = len(img)
-        t_perm = _ratio(tot_i[:, :m_img], tot_i[:, m_img : 2 * m_img]) - _ratio(tot_j[:, :m_img], tot_j[:, m_img : 2 * m_img])
-        if "aps" in metrics:
-            pa, pb = aps[i].aps_of_totals(tot_i[:, 2 * m_img :]), aps[j].aps_of_totals(tot_j[:, 2 * m_img :])
-            t_perm = np.concatenate([t_perm, (pa - pb)[:, None]], axis=1)
+        delta_x, sum_i, sum_j = xj - xi, xi.sum(axis=0)[None, :], xj.sum(axis=0)[None, :]
+        t_obs = np.abs(point[i] - point[j])
+        tol = 1e-12 * np.maximum(1.0, t_obs)
+        hits = np.zeros(len(order), dtype=np.int64)
+        valid = np.zeros(len(order), dtype=np.int64)
+        swaps, exact = _swap_chunks(n_units, permutations, seed)
+        for swap in swaps:
+            moved = swap @ delta_x
+            tot_i, tot_j = sum_i + moved, sum_j - moved
+            t_perm = _ratio(tot_i[:, :m_img], tot_i[:, m_img : 2 * m_img]) - _ratio(tot_j[:, :m_img], tot_j[:, m_img : 2 * m_img])
+            if "aps" in metrics:
+                pa, pb = aps[i].aps_of_totals(tot_i[:, 2 * m_img :]), aps[j].aps_of_totals(tot_j[:, 2 * m_img :])
+                t_perm = np.concatenate([t_perm, (pa - pb)[:, None]], axis=1)
+            ok = ~np.isnan(t_perm)
+            valid += ok.sum(axis=0)
+            hits += (ok & (np.abs(np.where(ok, t_perm, 0.0)) >= t_obs - tol)).sum(axis=0)
         for k, m in enumerate(order):
             d = float(point[i, k] - point[j, k])
             rows.append(
@@ -572,7 +588,7 @@ def compare_runs(
                     "a": names[i], "b": names[j], "metric": m,
                     "mean_a": float(point[i, k]), "mean_b": float(point[j, k]), "diff": d,
                     "diff_lo": float(lo[k]), "diff_hi": float(hi[k]),
-                    "p": _perm_p(d, t_perm[:, k], exact),
+                    "p": float("nan") if math.isnan(d) else _perm_p(int(hits[k]), int(valid[k]), exact),
                 }
             )  # fmt: skip
     adj = holm([r["p"] for r in rows])
