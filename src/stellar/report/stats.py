@@ -56,6 +56,7 @@ fraction of bootstrap replicates in which it has the best mean (direction from
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -141,7 +142,7 @@ def aps_attributes(frame: pd.DataFrame) -> list[str]:
     return [a for a in APS_ATTRIBUTES if f"aps_label_{a}" in frame and f"aps_pred_{a}" in frame]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _ApsCounts:
     """Per-unit confusion counts ``(U, A)``: positives, true positives, negatives, true negatives."""
 
@@ -163,19 +164,19 @@ class _ApsCounts:
             return np.where(k > 0, np.where(valid, per_attr, 0.0).sum(axis=1) / np.maximum(k, 1), np.nan)
 
     # the used attributes only (unused ones never enter the mean)
-    @property
+    @functools.cached_property
     def p_p(self):
         return self.p[:, self.used]
 
-    @property
+    @functools.cached_property
     def p_tp(self):
         return self.tp[:, self.used]
 
-    @property
+    @functools.cached_property
     def p_n(self):
         return self.n[:, self.used]
 
-    @property
+    @functools.cached_property
     def p_tn(self):
         return self.tn[:, self.used]
 
@@ -481,7 +482,8 @@ def _swap_chunks(n_units: int, permutations: int, seed: int) -> tuple[Iterator[n
         done = 0
         while done < permutations:
             c = min(chunk, permutations - done)
-            yield rng.integers(0, 2, size=(c, n_units)).astype(np.float64)
+            bits = np.unpackbits(np.frombuffer(rng.bytes((c * n_units + 7) // 8), dtype=np.uint8))[: c * n_units]
+            yield bits.reshape(c, n_units).astype(np.float64)
             done += c
 
     return draws(), False
@@ -540,47 +542,53 @@ def compare_runs(
         counts.append(k)
         aps.append(_aps_counts(fr, codes, n_units) if "aps" in metrics else None)
 
+    # per run: [sums | counts | APS confusion counts] per unit; every replicate total is one product
+    stacked = [np.concatenate([sums[i], counts[i]] + ([aps[i].stacked()] if "aps" in metrics else []), axis=1) for i in range(len(runs))]
+    width = stacked[0].shape[1]
+    all_runs = np.concatenate(stacked, axis=1)
+    m_img = len(img)
+
+    def means_of_totals(tot: np.ndarray, i: int) -> np.ndarray:  # tot (B, width) of run i -> (B, M)
+        out = _ratio(tot[:, :m_img], tot[:, m_img : 2 * m_img])
+        if "aps" in metrics:
+            out = np.concatenate([out, aps[i].aps_of_totals(tot[:, 2 * m_img :])[:, None]], axis=1)
+        return out
+
     def means(w: np.ndarray) -> np.ndarray:  # (B, R, M)
-        out = []
-        for i in range(len(runs)):
-            cols = [_ratio(w @ sums[i], w @ counts[i])]
-            if "aps" in metrics:
-                cols.append(aps[i].auc(w)[:, None])
-            out.append(np.concatenate(cols, axis=1))
-        return np.stack(out, axis=1)
+        tot = w @ all_runs
+        return np.stack([means_of_totals(tot[:, i * width : (i + 1) * width], i) for i in range(len(runs))], axis=1)
 
     order = img + (["aps"] if "aps" in metrics else [])
     point = means(np.ones((1, n_units)))[0]  # (R, M)
     rep = np.concatenate([means(w) for w in replicate_counts(n_units, n_boot, seed)], axis=0)
 
-    m_img = len(img)
-    exact = n_units <= EXACT_MAX_UNITS
-    rows = []
-    for i, j in itertools.combinations(range(len(runs)), 2):
-        diff_rep = rep[:, i, :] - rep[:, j, :]
-        lo, hi = percentile_interval(diff_rep, ci)
-        # permutation distribution of Δ for every metric at once: swapping unit u moves
-        # (X_j − X_i)_u from run i's totals to run j's, for sums, counts and APS confusion counts
-        # alike, so one matrix product per chunk of swaps gives every swapped total
-        parts_i = [sums[i], counts[i]] + ([aps[i].stacked()] if "aps" in metrics else [])
-        parts_j = [sums[j], counts[j]] + ([aps[j].stacked()] if "aps" in metrics else [])
-        xi, xj = np.concatenate(parts_i, axis=1), np.concatenate(parts_j, axis=1)
-        delta_x, sum_i, sum_j = xj - xi, xi.sum(axis=0)[None, :], xj.sum(axis=0)[None, :]
-        t_obs = np.abs(point[i] - point[j])
-        tol = 1e-12 * np.maximum(1.0, t_obs)
-        hits = np.zeros(len(order), dtype=np.int64)
-        valid = np.zeros(len(order), dtype=np.int64)
-        swaps, exact = _swap_chunks(n_units, permutations, seed)
-        for swap in swaps:
-            moved = swap @ delta_x
-            tot_i, tot_j = sum_i + moved, sum_j - moved
-            t_perm = _ratio(tot_i[:, :m_img], tot_i[:, m_img : 2 * m_img]) - _ratio(tot_j[:, :m_img], tot_j[:, m_img : 2 * m_img])
-            if "aps" in metrics:
-                pa, pb = aps[i].aps_of_totals(tot_i[:, 2 * m_img :]), aps[j].aps_of_totals(tot_j[:, 2 * m_img :])
-                t_perm = np.concatenate([t_perm, (pa - pb)[:, None]], axis=1)
+    pairs = list(itertools.combinations(range(len(runs)), 2))
+    # Permutation distribution of Δ for every pair and metric at once. Swapping unit u moves
+    # (X_j − X_i)_u from run i's totals to run j's — for sums, counts and APS confusion counts
+    # alike — so one matrix product per chunk of swaps gives every swapped total of every pair.
+    # Columns whose difference is zero everywhere (equal counts, equal labels) are left out of it.
+    deltas = [stacked[j] - stacked[i] for i, j in pairs]
+    moving = [np.flatnonzero(np.any(d != 0, axis=0)) for d in deltas]
+    offsets = np.cumsum([0] + [len(m) for m in moving])
+    delta_all = np.concatenate([d[:, m] for d, m in zip(deltas, moving)], axis=1)
+    t_obs = np.abs(point[[i for i, _ in pairs]] - point[[j for _, j in pairs]])  # (P, M)
+    tol = 1e-12 * np.maximum(1.0, np.nan_to_num(t_obs))
+    hits = np.zeros(t_obs.shape, dtype=np.int64)
+    valid = np.zeros(t_obs.shape, dtype=np.int64)
+    totals = [x.sum(axis=0)[None, :] for x in stacked]
+    swaps, exact = _swap_chunks(n_units, permutations, seed)
+    for swap in swaps:
+        moved_all = swap @ delta_all
+        for q, (i, j) in enumerate(pairs):
+            moved = np.zeros((len(swap), stacked[i].shape[1]))
+            moved[:, moving[q]] = moved_all[:, offsets[q] : offsets[q + 1]]
+            t_perm = means_of_totals(totals[i] + moved, i) - means_of_totals(totals[j] - moved, j)
             ok = ~np.isnan(t_perm)
-            valid += ok.sum(axis=0)
-            hits += (ok & (np.abs(np.where(ok, t_perm, 0.0)) >= t_obs - tol)).sum(axis=0)
+            valid[q] += ok.sum(axis=0)
+            hits[q] += (ok & (np.abs(np.where(ok, t_perm, 0.0)) >= t_obs[q] - tol[q])).sum(axis=0)
+    rows = []
+    for q, (i, j) in enumerate(pairs):
+        lo, hi = percentile_interval(rep[:, i, :] - rep[:, j, :], ci)
         for k, m in enumerate(order):
             d = float(point[i, k] - point[j, k])
             rows.append(
@@ -588,7 +596,7 @@ def compare_runs(
                     "a": names[i], "b": names[j], "metric": m,
                     "mean_a": float(point[i, k]), "mean_b": float(point[j, k]), "diff": d,
                     "diff_lo": float(lo[k]), "diff_hi": float(hi[k]),
-                    "p": float("nan") if math.isnan(d) else _perm_p(int(hits[k]), int(valid[k]), exact),
+                    "p": float("nan") if math.isnan(d) else _perm_p(int(hits[q, k]), int(valid[q, k]), exact),
                 }
             )  # fmt: skip
     adj = holm([r["p"] for r in rows])
