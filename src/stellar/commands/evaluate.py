@@ -38,7 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--method", default=None, help="method name shown in reports (default: the folder name)")
     e.add_argument("--shard", default=None, help="i/n: evaluate every n-th job from i (auto under torchrun/accelerate)")
     e.add_argument("--strict", action="store_true", help="stop when images are unmatched, missing or duplicated")
-    e.add_argument("--force", action="store_true", help="discard previous results in --out and recompute")
+    e.add_argument("--force", action="store_true", help="discard previous results in --out and recompute (after validating everything; only files Stellar-Bench wrote)")
+    e.add_argument("--partial", action="store_true", help="mean over the jobs that have an image (default: a missing or undecodable image scores each metric's worst value)")
+    e.add_argument("--wait", action="store_true", help="when another evaluation writes --out, wait for it instead of stopping")
     e.add_argument("--no-reuse", action="store_true", help="recompute reference faces per metric and image, as the official code (for benchmarks)")
     e.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -95,7 +97,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from stellar.data.dataset import StellarDataset
     from stellar.engine.evaluate import CLIP_METRICS, FACE_METRICS, EvalConfig, evaluate
     from stellar.engine.scorers import build_scorers
-    from stellar.engine.store import ResultsStore
     from stellar.errors import StellarError
 
     apply_weights_overrides(args)
@@ -112,9 +113,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         shard=parse_shard(args.shard),
         method=args.method,
+        failure_rule="partial" if args.partial else "worst",
     )
-    if args.force and config.shard[0] == 0:
-        ResultsStore(args.out).clear()
     dataset = StellarDataset(args.dataset)
     faces = None
     if any(m in FACE_METRICS for m in metrics):
@@ -147,7 +147,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=None if args.device == "auto" else args.device,
         batch_size=args.batch_size,
     )
-    summary = evaluate(dataset, args.generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers)
+    summary = evaluate(
+        dataset, args.generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers, force=args.force, wait=args.wait
+    )
     if summary is None:
         print(f"shard {config.shard[0]}/{config.shard[1]} done; results are merged when every shard has finished")
         return 0
