@@ -41,6 +41,8 @@ _GROUPS = (
     "stellar.commands.faces",
     "stellar.commands.evaluate",
     "stellar.commands.report",
+    "stellar.commands.compare",
+    "stellar.commands.agreement",
     "stellar.commands.generate",
     "stellar.commands.train",
     "stellar.commands.prompts",
