@@ -160,7 +160,7 @@ class ClipScorer:
 
     def __init__(self, clip, metrics: Sequence[str] = CLIP_METRICS):
         self.clip = clip
-        self.protocol = clip.name
+        self.protocol = getattr(clip, "protocol", None) or clip.name  # weights identity + dtype + preprocessing
         self.metrics = tuple(m for m in metrics if m in CLIP_METRICS) or CLIP_METRICS
         self.passes: Counter = Counter()
         self.truncated = 0

@@ -448,7 +448,7 @@ def evaluate(
     run = Run(dataset, gs, config, plan, out, ResultsStore(out, "all" if n == 1 else f"shard-{i}-of-{n}"), cache, shard_jobs(expected, i, n), expected, progress=progress)
     models = {
         "faces": getattr(faces, "protocol", None) if any(m in FACE_METRICS for m in plan.metrics) else None,
-        "clip": getattr(clip, "name", None),
+        "clip": getattr(clip, "protocol", None) or getattr(clip, "name", None),
         "scorers": {s.name: s.protocol for s in plan.plugins},
         **({"non_reference_weights": nonref} if (nonref := non_reference_weights()) else {}),  # --weights FILE not the card's file
     }

@@ -121,12 +121,17 @@ def attribute_probes(frame: pd.DataFrame, ctx: FinalizeContext) -> tuple[dict, d
     ids = [f"{s}/{p}" for s, p in zip(frame["subject"], frame["photo"])]
     res = idm.attribute_preservation(ref, labels, gen, attrs, photo_ids=ids, followed=_followed(frame))
     preds, per_image = res.predictions.copy(), res.per_image.copy()
-    if ctx.failure_rule == "partial":  # failures are left out, not counted wrong
+    cols: dict[str, object] = {}
+    if ctx.failure_rule == "partial":  # failures are left out, not counted wrong: label and prediction 0 (unknown)
         preds[failed] = 0
+        labels[failed] = 0
         per_image[failed] = np.nan
-    cols: dict[str, object] = {f"{agg.APS_PRED}{a}": preds[:, k].astype(np.int8) for k, a in enumerate(attrs)}
+        cols.update({f"{agg.APS_LABEL}{a}": labels[:, k].astype(np.int8) for k, a in enumerate(attrs)})
+    # an attribute without a probe (fewer than two classes among the input photos with a face) has no
+    # prediction column, so every reader of the table (aggregate, stats) leaves it out the same way
+    cols.update({f"{agg.APS_PRED}{a}": preds[:, k].astype(np.int8) for k, a in enumerate(attrs) if a in res.per_attribute})
     cols["aps_image"] = per_image
-    return cols, {}
+    return cols, ({"aps_probes": {"skipped": res.skipped}} if res.skipped else {})
 
 
 def failure_rule(frame: pd.DataFrame, ctx: FinalizeContext) -> tuple[dict, dict]:
