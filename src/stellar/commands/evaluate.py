@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--strict", action="store_true", help="stop when images are unmatched, missing or duplicated")
     e.add_argument("--force", action="store_true", help="discard previous results in --out and recompute (after validating everything; only files Stellar-Bench wrote)")
     e.add_argument("--partial", action="store_true", help="mean over the jobs that have an image (default: a missing or undecodable image scores each metric's worst value)")
+    e.add_argument("--plan", action="store_true", help="print the plan (scorers, shared models, cached features, finalisers) and exit")
     e.add_argument("--wait", action="store_true", help="when another evaluation writes --out, wait for it instead of stopping")
     e.add_argument("--no-reuse", action="store_true", help="recompute reference faces per metric and image, as the official code (for benchmarks)")
     e.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
@@ -152,9 +153,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=None if args.device == "auto" else args.device,
         batch_size=args.batch_size,
     )
+    if args.plan:
+        from stellar.engine.plan import build_plan
+
+        plan = build_plan(
+            metrics, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers, scorer_options=options,
+            batch_size=args.batch_size, reuse=not args.no_reuse, failure_rule=config.failure_rule,
+        )  # fmt: skip
+        print(plan.describe())
+        return 0
     summary = evaluate(
-        dataset, generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers, force=args.force, wait=args.wait
-    )
+        dataset, generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers, force=args.force, wait=args.wait,
+        show_plan=True,
+    )  # fmt: skip
     if summary is None:
         print(f"shard {config.shard[0]}/{config.shard[1]} done; results are merged when every shard has finished")
         return 0

@@ -117,6 +117,15 @@ METRICS: dict[str, MetricInfo] = {
 }
 
 
+def register_metric(info: MetricInfo) -> None:
+    """Add a plug-in metric's metadata (its scorer goes to :func:`stellar.engine.scorers.register_scorer`)."""
+    if info.name in METRICS and METRICS[info.name] != info:
+        raise ValueError(f"metric {info.name!r} is already registered")
+    if info.level == "image" and info.failure_value is None:
+        raise ValueError(f"metric {info.name!r}: a per-image metric must declare its failure_value (DESIGN §6.10)")
+    METRICS[info.name] = info
+
+
 def failure_value(name: str, kind: str) -> float:
     """The value a failed job of prompt kind ``kind`` scores for metric ``name`` (NaN where undefined)."""
     info = METRICS.get(name)

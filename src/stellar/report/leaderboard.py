@@ -152,6 +152,11 @@ def _comparability(runs: Sequence[RunResult]) -> tuple[set[str] | None, list[str
     fps = {r.run.get("dataset", {}).get("fingerprint") for r in runs}
     if len(fps) > 1:
         remarks.append("WARNING: these runs were evaluated on different datasets (dataset fingerprints differ).")
+    not_applied = [r.name for r in runs if not _exclusion_applied(r)]
+    if not_applied and any(METRICS[m].exclusion_applies for r in runs for m in r.run.get("metrics", []) if m in METRICS):
+        remarks.append(
+            f"Exclusion rule NOT applied for {', '.join(not_applied)} (no CLIP model): IPS/SIS/APS then reward copying the input photo."
+        )
     partial = [r.name for r in runs if failure_rule(r) == "partial"]
     if partial:
         remarks.append(f"{', '.join(partial)}: --partial — means over the jobs that have an image; failures are left out, not counted.")
