@@ -650,25 +650,27 @@ def report_intervals(
     frame: pd.DataFrame,
     columns: Sequence[str],
     *,
-    by: str | None = None,
     n_boot: int = 1000,
     seed: int = 0,
     ci: float = 0.95,
     resample: Resample = "subject",
-) -> dict[str, dict[str, Interval]]:
-    """Intervals for the metric columns of ``stellar report`` tables: ``{group: {column: Interval}}``.
+) -> dict[str, Interval]:
+    """Intervals for the metric columns of one row of a ``stellar report`` table: ``{column: Interval}``.
 
-    Groups as :func:`interval_table` (``all`` | ``T``/``H`` | categories). ``columns`` are report
-    columns: image-level metrics, ``aps`` (the probes-fixed AUC; needs the ``aps_label_*`` /
-    ``aps_pred_*`` columns) and ``aps_img`` (the per-image APS, column ``aps_image``); others (counts)
-    are ignored, and so are metrics the table lacks.
+    ``frame`` = the rows the table's number is computed from (a run, a kind, a category).
+    ``columns`` are report columns: image-level metrics, ``aps`` (the probes-fixed AUC; needs the
+    ``aps_label_*`` / ``aps_pred_*`` columns) and ``aps_img`` (the per-image APS, column
+    ``aps_image``); other columns (counts) and metrics the table lacks are left out.
     """
     wanted = {c: _REPORT_SOURCE.get(c, c) for c in columns if c in METRICS or c in _REPORT_SOURCE}
-    sources = [s for s in dict.fromkeys(wanted.values()) if (s == "aps" and aps_attributes(frame)) or (s != "aps" and s in frame)]
-    if not sources:
+    sources = [
+        s for s in dict.fromkeys(wanted.values())
+        if (s == "aps" and aps_attributes(frame)) or (s != "aps" and s in frame and (s in _REPORT_SOURCE.values() or METRICS[s].level == "image"))
+    ]  # fmt: skip
+    if not sources or not len(frame):
         return {}
-    groups = interval_table(frame, sources, by=by, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
-    return {g: {c: ivs[s] for c, s in wanted.items() if s in ivs} for g, ivs in groups.items()}
+    ivs = bootstrap_intervals(frame, sources, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
+    return {c: ivs[s] for c, s in wanted.items() if s in ivs}
 
 
 def interval_note(ci: float, n_boot: int, seed: int, resample: str) -> str:
