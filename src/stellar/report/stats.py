@@ -340,11 +340,7 @@ def interval_table(
         return {k: bootstrap_intervals(frame[frame["kind"] == k], metrics, **kw) for k in ("T", "H") if (frame["kind"] == k).any()}
     if by == "category":
         cats = sorted({c for cs in frame["categories"] for c in (cs if cs is not None else [])})
-        out = {}
-        for cat in cats:
-            mask = frame["categories"].map(lambda cs: cs is not None and cat in list(cs)).to_numpy(dtype=bool)
-            out[cat] = bootstrap_intervals(frame[mask], metrics, **kw)
-        return out
+        return {cat: bootstrap_intervals(frame[agg.category_mask(frame, cat).to_numpy(dtype=bool)], metrics, **kw) for cat in cats}
     raise StellarError(f"--by {by!r}: use split or category")
 
 
