@@ -580,6 +580,7 @@ def compare_runs(
     moving = [np.flatnonzero(np.any(d != 0, axis=0)) for d in deltas]
     offsets = np.cumsum([0] + [len(m) for m in moving])
     delta_all = np.concatenate([d[:, m] for d, m in zip(deltas, moving)], axis=1)
+    del deltas
     t_obs = np.abs(point[[i for i, _ in pairs]] - point[[j for _, j in pairs]])  # (P, M)
     tol = 1e-12 * np.maximum(1.0, np.nan_to_num(t_obs))
     hits = np.zeros(t_obs.shape, dtype=np.int64)
