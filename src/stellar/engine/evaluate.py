@@ -158,7 +158,7 @@ class _Extractor:
         return out
 
     def clip_images(self, images: Sequence[np.ndarray | None], keys: Sequence[str]) -> list[np.ndarray | None]:
-        out, n = self._through_cache(self.clip.name, images, keys, lambda ims: [{"image": e} for e in self.clip.encode_images(ims)])
+        out, n = self._through_cache(self.clip.protocol, images, keys, lambda ims: [{"image": e} for e in self.clip.encode_images(ims)])
         self.counters.clip_image_passes += n
         return [None if a is None else a["image"] for a in out]
 
@@ -372,7 +372,7 @@ def evaluate(
     store = ResultsStore(out, shard_name)
     models = {
         "faces": getattr(faces, "protocol", None) if wants_faces else None,
-        "clip": getattr(clip, "name", None),
+        "clip": getattr(clip, "protocol", None) or getattr(clip, "name", None),
         "scorers": {s.name: s.protocol for s in scorers},
         **({"non_reference_weights": nonref} if (nonref := non_reference_weights()) else {}),  # --weights FILE not the card's file
     }
