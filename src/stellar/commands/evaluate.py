@@ -58,7 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 #: What the Stellar paper reports (its five metrics and the standard ones it compares with) that is implemented.
-PAPER_METRICS = ("ips", "sis", "aps", "goa", "rfs", "clip_t", "clip_i", "dino", "aesthetic", "pick_score", "pick_score_raw", "hpsv2")
+PAPER_METRICS = (
+    "ips", "sis", "aps", "goa", "rfs", "clip_t", "clip_i", "dino", "aesthetic", "pick_score", "pick_score_raw", "hpsv2",
+    "hpsv1", "image_reward",
+)  # fmt: skip
 
 
 def expand_metrics(text: str) -> tuple[str, ...]:
@@ -186,11 +189,13 @@ def cmd_metrics_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([asdict(m) for m in METRICS.values()])
         return 0
-    print(f"{'name':8s} {'display':8s} {'better':7s} {'level':8s} {'exclusion':9s} {'models':10s} needs")
+    w = max(8, *(len(m.name) for m in METRICS.values()))
+    d = max(8, *(len(m.display_name) for m in METRICS.values()))
+    print(f"{'name':{w}s} {'display':{d}s} {'better':7s} {'level':8s} {'exclusion':9s} {'models':12s} needs")
     for m in METRICS.values():
         print(
-            f"{m.name:8s} {m.display_name:8s} {'higher' if m.higher_is_better else 'lower':7s} {m.level:8s} "
-            f"{'yes' if m.exclusion_applies else 'no':9s} {','.join(m.models):10s} {','.join(m.needs)}"
+            f"{m.name:{w}s} {m.display_name:{d}s} {'higher' if m.higher_is_better else 'lower':7s} {m.level:8s} "
+            f"{'yes' if m.exclusion_applies else 'no':9s} {','.join(m.models):12s} {','.join(m.needs)}"
         )
-        print(f"{'':8s} {m.description}")
+        print(f"{'':{w}s} {m.description}")
     return 0
