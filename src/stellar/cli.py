@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 
 from stellar import __version__
+from stellar.commands._common import apply_threads_option
 from stellar.errors import StellarError
 
 #: Command groups, in the order ``stellar --help`` lists them.
@@ -40,6 +41,8 @@ _GROUPS = (
     "stellar.commands.faces",
     "stellar.commands.evaluate",
     "stellar.commands.report",
+    "stellar.commands.compare",
+    "stellar.commands.agreement",
     "stellar.commands.generate",
     "stellar.commands.train",
     "stellar.commands.prompts",
@@ -115,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     debug = args.debug or os.environ.get("STELLAR_DEBUG", "") not in ("", "0")
     try:
         _check_text_arguments(args)
+        apply_threads_option(args)  # --threads of the model-backed commands, before any model loads
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

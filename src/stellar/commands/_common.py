@@ -1,4 +1,4 @@
-"""Helpers shared by the command modules: printing problems and summaries."""
+"""Helpers shared by the command modules: printing problems and summaries, shared options."""
 
 from __future__ import annotations
 
@@ -137,3 +137,28 @@ def _check_parquet(path, fix: str) -> None:
         raise RunFileError(path, f"corrupt Parquet table ({str(exc).splitlines()[0]})", fix) from None
     except Exception as exc:  # pyarrow.ArrowInvalid and kin: not a Parquet file, truncated footer
         raise RunFileError(path, f"corrupt Parquet table ({str(exc).splitlines()[0]})", fix) from None
+
+
+def add_threads_option(parser) -> None:
+    """``--threads N|auto`` for a model-backed command; :func:`apply_threads_option` applies it."""
+    from stellar.device import AUTO_THREADS
+
+    parser.add_argument(
+        "--threads",
+        default="auto",
+        metavar="N|auto",
+        help=f"torch CPU threads in this process: auto (= OMP_NUM_THREADS when set, else {AUTO_THREADS}, "
+        "measured fastest on shared cores; run torchrun shards to use more cores) or N",
+    )
+
+
+def apply_threads_option(args) -> None:
+    """Set torch's intra-op threads from ``args.threads`` (commands without the option: no-op).
+
+    Called once by :func:`stellar.cli.main` before the command runs, so models are loaded and run
+    with the chosen pool; a bad value is a :class:`~stellar.errors.StellarError`.
+    """
+    if getattr(args, "threads", None) is not None:
+        from stellar.device import configure_threads
+
+        configure_threads(args.threads)

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stellar.commands._common import parse_shard, positive_int, split_list
+from stellar.commands._common import add_threads_option, parse_shard, positive_int, split_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--shard", default=None, help="i/n: generate jobs i, i+n, ... (auto under torchrun/accelerate)")
     g.add_argument("--device", default="auto")
     g.add_argument("--batch-size", type=positive_int, default=1, help="jobs per generate call (default 1)")
+    add_threads_option(g)
     g.add_argument("--format", default="png", choices=["png", "jpg", "webp"])
     g.add_argument("--force", action="store_true", help="regenerate existing valid outputs")
     g.add_argument("--checkpoint", default=None, help="stellarnet: trained checkpoint folder")

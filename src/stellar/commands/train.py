@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stellar.commands._common import positive_int
+from stellar.commands._common import add_threads_option, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--base", default=None, help="SDXL base: registry card, hub id or local folder (default sdxl-base-1.0)")
     s.add_argument("--subject-encoder", default=None, help="CLIP vision encoder: card, hub id or folder (default clip-vit-l-14-openai)")
     s.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, ...")
+    add_threads_option(s)
     s.add_argument("--no-resume", action="store_true", help="start from scratch even if --out has checkpoints")
     s.set_defaults(func=cmd_stellarnet)
 
