@@ -4,6 +4,8 @@
 # Both create .venv if absent and install what they need. Override PYTHON or TORCH_SPEC if needed.
 PYTHON ?= python3
 VENV ?= .venv
+# CUDA builds (3.2 GB of the 6.6 GB venv); no CPU torch that pairs with a torchvision is in the package
+# store (README "A fresh clone"): override TORCH_SPEC with a CPU index where one is reachable.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PIP = $(VENV)/bin/pip
 STAMP = $(VENV)/.stellar-installed
