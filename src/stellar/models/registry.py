@@ -77,6 +77,11 @@ from stellar.settings import is_offline, stellar_home, weights_dir
 __all__ = [
     "CARDS",
     "CardFormatError",
+    "CardStatus",
+    "PlannedFile",
+    "card_status",
+    "fetch_plan",
+    "revision_status",
     "FileRecord",
     "HashMismatchError",
     "HfSource",
@@ -783,6 +788,7 @@ def _install(card: ModelCard, got: Fetched) -> dict[str, Path]:
             "origin": got.origin,
             "revision": got.revision,
             "fetched_at": now,
+            "verified": _stamp(final),
         }
         out[name] = final
     if got.revision:
@@ -806,6 +812,158 @@ def _discard(paths: Sequence[Path]) -> None:
                 pass
 
 
+
+
+# ------------------------------------------------------------------------- readiness (doctor, plans)
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _verified_cached(card: ModelCard, filename: str, path: Path) -> bool:
+    """True when the cached file hashes to its expected sha256. The hash is skipped when the file's
+    (size, mtime) equal the stamp written when it was last verified (so a check before every run
+    does not re-hash gigabytes); a file changed since then is hashed again."""
+    sha, _, _ = _expected(card, filename)
+    records = _read_records(card.name)
+    rec = records["files"].get(filename) or {}
+    if sha is not None and rec.get("sha256") == sha and rec.get("verified") == _stamp(path):
+        return True
+    actual = _sha256(path)
+    if sha is None or actual != sha:
+        return False
+    rec["verified"] = _stamp(path)
+    records["files"][filename] = {**rec, "sha256": actual, "size": path.stat().st_size}
+    _write_records(card.name, records)
+    return True
+
+
+@dataclass(frozen=True)
+class CardStatus:
+    """Whether a card can be used now. ``state``: ready | missing | partial | corrupt."""
+
+    card: str
+    state: str
+    missing: tuple[str, ...] = ()
+    corrupt: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+
+def card_status(name: str) -> CardStatus:
+    """Readiness of card ``name`` without fetching anything: every file local or cached *and verified*
+    (see :func:`_verified_cached`), or copyable from an installed distribution (no network needed)."""
+    card = get_card(name)
+    names = _card_files(card)
+    folder = _card_dir(card.name)
+    in_progress = (folder / ".downloads").is_dir() and any((folder / ".downloads").iterdir())
+    if names is None:
+        if _local_folder(card) is not None:
+            return CardStatus(card.name, "ready", note="local folder")
+        return CardStatus(card.name, "partial" if in_progress else "missing", ("*",))
+    missing, corrupt, notes = [], [], []
+    for f in names:
+        local = _local_candidate(card, f)
+        if local is not None:
+            spec = card.file(f)
+            explicit = _LOCAL_OVERRIDES.get(card.name) is not None and not _LOCAL_OVERRIDES[card.name].is_dir()
+            if spec.sha256 and _sha256(local) != spec.sha256 and not explicit:
+                corrupt.append(f)
+            continue
+        path = folder / f
+        if path.is_file():
+            if not _verified_cached(card, f, path):
+                corrupt.append(f)
+            continue
+        installed = next((s for s in card.sources if isinstance(s, PypiSource) and s.provides(f, card) and s.installed_path(f)), None)
+        if installed is not None:
+            notes.append(f"{f}: copied from the installed {installed.spec} at first use")
+            continue
+        missing.append(f)
+    if corrupt:
+        state = "corrupt"
+    elif not missing:
+        state = "ready"
+    elif len(missing) < len(names) or in_progress:
+        state = "partial"
+    else:
+        state = "missing"
+    return CardStatus(card.name, state, tuple(missing), tuple(corrupt), "; ".join(dict.fromkeys(n.split(": ", 1)[1] for n in notes)))
+
+
+def revision_status(name: str) -> list[tuple[str, str | None, str]]:
+    """Per hub source of card ``name``: (repo id, commit, how it is pinned: "pinned" | "pinned at first
+    fetch" | "not fetched yet — revision '<branch>' will be pinned at first fetch")."""
+    card = get_card(name)
+    out = []
+    for source in card.sources:
+        if not isinstance(source, HfSource):
+            continue
+        if source.pinned:
+            out.append((source.repo_id, source.revision, REVISION_PINNED))
+            continue
+        recorded = _recorded_revision(card.name, source.repo_id)
+        if recorded:
+            out.append((source.repo_id, recorded, REVISION_FIRST_FETCH))
+        else:
+            out.append((source.repo_id, None, f"not fetched yet — revision '{source.revision}' will be pinned at first fetch"))
+    return out
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One line of a fetch plan."""
+
+    card: str
+    file: str
+    size: int | None  # bytes, None when unknown
+    state: str  # to fetch | cached | local | installed
+    source: str
+
+
+def fetch_plan(names: Sequence[str], remote: bool = False) -> list[PlannedFile]:
+    """What :func:`fetch` of ``names`` would transfer: per file its size (the card's, the cache record's,
+    or — with ``remote`` and online — the hub's / server's answer) and whether it is already there."""
+    out: list[PlannedFile] = []
+    for name in names:
+        card = get_card(name)
+        status = card_status(card.name)
+        files = _card_files(card)
+        remote_sizes: dict[str, int | None] = {}
+        source = card.sources[0]
+        if remote and not is_offline() and (files is None or any(card.file(f).size is None for f in status.missing if f != "*")):
+            for src in card.sources:
+                try:
+                    remote_sizes = src.remote_sizes(card, _recorded_revision(card.name, src.repo_id) if isinstance(src, HfSource) else None)
+                    source = src
+                    break
+                except SourceError:
+                    continue
+        if files is None:
+            listed = [f for f in remote_sizes if f != "(download)"] or ["*"]
+            out += [PlannedFile(card.name, f, remote_sizes.get(f), "to fetch", source.describe()) for f in listed]
+            continue
+        for f in files:
+            rec = _record(card.name, f)
+            size = card.file(f).size or (rec.size if rec else None) or remote_sizes.get(f)
+            if f in status.missing or f in status.corrupt:
+                state = "to fetch"
+            elif _local_candidate(card, f) is not None:
+                state = "local"
+            elif (_card_dir(card.name) / f).is_file():
+                state = "cached"
+            else:
+                state = "installed"
+            src = next((s for s in card.sources if s.provides(f, card)), card.sources[0])
+            out.append(PlannedFile(card.name, f, size, state, src.describe()))
+        if "(download)" in remote_sizes and remote_sizes["(download)"]:  # an archive: one download for its members
+            todo = [i for i, p in enumerate(out) if p.card == card.name and p.state == "to fetch" and p.size is None]
+            if todo:
+                out[todo[0]] = PlannedFile(card.name, out[todo[0]].file + " (archive)", remote_sizes["(download)"], "to fetch", source.describe())
+    return out
 
 # ----------------------------------------------------------------------------------- verification
 def verify(name: str | Sequence[str] | None = None) -> list[VerifyResult]:

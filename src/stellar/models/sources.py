@@ -6,7 +6,10 @@ them (sha256) before moving them into place. A source never writes into the cach
 
 - ``hf``   — :class:`HfSource`: a Hugging Face repo at a pinned commit, through the real
   ``huggingface_hub`` client (``hf_hub_download``; the repo listing for whole-repo cards). The client's
-  own cache is ``$STELLAR_HOME/hf``; it resumes interrupted files itself (``.incomplete`` blobs).
+  own cache is ``$STELLAR_HOME/hf``. Within one call the client resumes a dropped connection with an HTTP
+  ``Range`` request (its own retries); a call that fails leaves no partial file (``huggingface_hub`` ≥ 1.x
+  downloads to a temp file unique to the call), and the next call keeps every finished file of the repo
+  and restarts the unfinished one cleanly.
   ``HF_ENDPOINT`` is read at *call* time and passed to the client as ``endpoint=`` (the client reads
   the variable only once, at import), so a mirror — or the tests' loopback hub — set after import works.
   LFS files are stored by the client under their sha256 (the hub's ETag): a file whose bytes do not
@@ -173,9 +176,14 @@ class HfSource:
         revision = revision or self.revision
         cache_dir = stellar_home() / "hf"
         out = Fetched({}, origin=self.describe(), revision=revision if COMMIT_RE.match(revision) else None)
+        # ``revision``: the card's, or the commit recorded at this card's first fetch (a branch is resolved
+        # to one commit below, so all files of one fetch come from the same commit)
         try:
+            api = huggingface_hub.HfApi(endpoint=endpoint)
+            if not COMMIT_RE.match(revision):  # a branch: resolve it once, so every file comes from one commit
+                revision = api.model_info(self.repo_id, revision=revision).sha or revision
+                out.revision = revision if COMMIT_RE.match(revision) else None
             if filenames is None:
-                api = huggingface_hub.HfApi(endpoint=endpoint)
                 filenames = self.select(api.list_repo_files(self.repo_id, revision=revision, repo_type=self.repo_type))
                 if not filenames:
                     raise SourceError(f"{self.describe()}: no file of the repo matches {list(self.allow_patterns)}")
