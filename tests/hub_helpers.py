@@ -63,6 +63,7 @@ class _Base:
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.faults: dict[str, str] = {}  # path in repo / file name -> "corrupt"
         self.drops: dict[str, list[str]] = {}  # path -> actions of its next GETs: "half" | "refuse"
+        self.honour_range = True  # False: answer a Range request with the whole file (200), as some servers do
         self.lock = threading.Lock()
         self.httpd = _Server(("127.0.0.1", 0), handler)
         self.httpd.owner = self  # type: ignore[attr-defined]
@@ -130,7 +131,7 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.owner
         start = 0
         rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes="):
+        if rng and rng.startswith("bytes=") and owner.honour_range:
             first = rng[6:].split("-")[0]
             start = int(first) if first else 0
             if start >= len(data):

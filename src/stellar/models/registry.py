@@ -71,6 +71,7 @@ from stellar.models.sources import (
     Source,
     SourceError,
     UrlSource,
+    discard_download,
 )
 from stellar.settings import is_offline, stellar_home, weights_dir
 
@@ -804,12 +805,7 @@ def _install(card: ModelCard, got: Fetched) -> dict[str, Path]:
 def _discard(paths: Sequence[Path]) -> None:
     """Delete downloads (and an emptied ``.downloads/`` folder)."""
     for path in map(Path, paths):
-        path.unlink(missing_ok=True)
-        if path.parent.name == ".downloads":
-            try:
-                path.parent.rmdir()
-            except OSError:  # not empty: another download is in progress
-                pass
+        discard_download(path)
 
 
 

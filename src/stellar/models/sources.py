@@ -313,7 +313,7 @@ class UrlSource:
         try:
             self._unpack(download, filenames, staging, out)
         except SourceError:
-            download.unlink(missing_ok=True)  # a bad archive is not resumable: start from zero next time
+            discard_download(download)  # a bad archive is not resumable: start from zero next time
             raise
         return out
 
@@ -400,6 +400,16 @@ def download_resumable(url: str, target: Path, desc: str) -> None:
             raise SourceError(_interrupted(url, target, received, total, exc)) from exc
     if total is not None and received < total:
         raise SourceError(_interrupted(url, target, received, total, "connection closed early"))
+
+
+def discard_download(path: Path) -> None:
+    """Delete a resumable download (and its ``.downloads/`` folder once empty)."""
+    path.unlink(missing_ok=True)
+    if path.parent.name == ".downloads":
+        try:
+            path.parent.rmdir()
+        except OSError:  # another download is in progress there
+            pass
 
 
 def _interrupted(url: str, target: Path, received: int, total: int | None, why: object) -> str:
