@@ -269,6 +269,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     apply_weights_overrides(args)
     metrics, preset = expand_for(args.for_)
     options = run_options(args, preset)
-    diagnosis = diagnose(metrics, options, device=args.device, presets=(options.faces,))
+    from stellar.metrics.base import METRICS
+
+    uses_faces = preset is not None or args.faces is not None or any("faces" in METRICS[m].models for m in metrics)
+    diagnosis = diagnose(metrics, options, device=args.device, presets=(options.faces,) if uses_faces else ())
     print(diagnosis.render())
     return 0 if diagnosis.ready else 1
