@@ -49,7 +49,6 @@ import difflib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -63,7 +62,6 @@ from typing import Any, Mapping, Sequence
 from stellar.data.layout import sha256_file
 from stellar.errors import StellarError
 from stellar.models.sources import (
-    COMMIT_RE,
     SOURCE_KINDS,
     Fetched,
     HfSource,
