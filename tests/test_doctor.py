@@ -172,3 +172,13 @@ def test_evaluate_online_leaves_missing_weights_to_the_run(tmp_path, monkeypatch
     args = Namespace(faces="paper", clip="clip-vit-bigg-14-laion2b", detector=None, relation_scorer=None, scorer_option=[], device="cpu")
     diagnosis = preflight(("ips", "clip_t"), args)
     assert "facenet-vggface2 (106.7 MiB) fetched at start" in diagnosis.render()
+
+
+def test_read_only_cache_is_checked_without_writing(home, tmp_path, monkeypatch):
+    card = _fake_card_with_two_files(tmp_path, monkeypatch)
+    records = home / "models" / card.name / "hashes.json"
+    data = json.loads(records.read_text())
+    data["files"]["a.bin"].pop("verified")  # e.g. fetched by an older version: no stamp yet
+    records.write_text(json.dumps(data))
+    monkeypatch.setattr(registry, "_write_records", lambda *a: (_ for _ in ()).throw(PermissionError("read-only")))
+    assert registry.card_status(card.name).ready

@@ -828,7 +828,10 @@ def _verified_cached(card: ModelCard, filename: str, path: Path) -> bool:
         return False
     rec["verified"] = _stamp(path)
     records["files"][filename] = {**rec, "sha256": actual, "size": path.stat().st_size}
-    _write_records(card.name, records)
+    try:
+        _write_records(card.name, records)
+    except OSError:  # a read-only shared cache: verified all the same, just not remembered
+        pass
     return True
 
 
