@@ -229,6 +229,15 @@ def test_missing_repo_names_the_card_the_page_and_the_login(hub):
     assert "'hpsv2'" in text and f"{hub.url}/xswu/HPSv2" in text and sources.hf_login_command() in text
 
 
+def test_missing_file_names_the_card_and_the_page(hub):
+    del hub.repos["xswu/HPSv2"].commits[registry.get_card("hpsv2").sources[0].revision]["HPS_v2.1_compressed.pt"]
+    with pytest.raises(WeightsUnavailableError) as err:
+        registry.resolve_file("hpsv2", "HPS_v2.1_compressed.pt")
+    text = str(err.value)
+    assert "EntryNotFound" in text and "'hpsv2'" in text and f"{hub.url}/xswu/HPSv2" in text
+    assert registry.resolve_file("hpsv2", "HPS_v2_compressed.pt").is_file()  # the other file is fine
+
+
 def test_gated_repo_names_the_card_the_licence_page_and_the_login(hub):
     hub.repos["stabilityai/stable-diffusion-xl-base-1.0"].gated = True
     with pytest.raises(WeightsUnavailableError) as err:

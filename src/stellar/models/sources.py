@@ -222,16 +222,17 @@ class HfSource:
         head = f"{self.describe()}: {type(exc).__name__}"
         status = getattr(getattr(exc, "response", None), "status_code", None)
         login = hf_login_command()
-        if isinstance(exc, hf_errors.GatedRepoError) or status in (401, 403):
+        if isinstance(exc, hf_errors.GatedRepoError) or (status == 403 and not isinstance(exc, hf_errors.RepositoryNotFoundError)):
             return (
                 f"{head}: access to {self.repo_id} is restricted (HTTP {status}) — model card '{card.name}' needs it.\n"
                 f"      Open {self.page()}, accept its licence / request access, then log in with `{login}` and run again"
             )
         if isinstance(exc, hf_errors.RevisionNotFoundError):
             return f"{head}: revision {revision} of {self.repo_id} does not exist (model card '{card.name}'; see {self.page()})"
-        if isinstance(exc, hf_errors.RepositoryNotFoundError):
+        if isinstance(exc, hf_errors.RepositoryNotFoundError) or status == 401:
             return (
-                f"{head}: repo {self.repo_id} not found (HTTP {status}) for model card '{card.name}'.\n"
+                f"{head}: repo {self.repo_id} not found, or not visible without logging in (HTTP {status}), "
+                f"for model card '{card.name}'.\n"
                 f"      Check {self.page()}; a private or gated repo needs `{login}`"
             )
         if isinstance(exc, hf_errors.EntryNotFoundError):
