@@ -38,6 +38,7 @@ _GROUPS = (
     "stellar.commands.generated",
     "stellar.commands.demo",
     "stellar.commands.models",
+    "stellar.commands.doctor",
     "stellar.commands.faces",
     "stellar.commands.evaluate",
     "stellar.commands.report",

@@ -98,6 +98,7 @@ def scorer_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from stellar.commands.doctor import preflight
     from stellar.commands.models import apply_weights_overrides
     from stellar.data.dataset import StellarDataset
     from stellar.data.generated import GeneratedSet
@@ -107,6 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     apply_weights_overrides(args)
     metrics = expand_metrics(args.metrics)
+    preflight(metrics, args)  # stellar doctor's check: fail fast, before any image is opened
     config = EvalConfig(
         metrics=metrics,
         split=None if args.split == "all" else args.split,
