@@ -28,6 +28,7 @@ _GROUPS = (
     "stellar.commands.generate",
     "stellar.commands.train",
     "stellar.commands.prompts",
+    "stellar.commands.study",
 )
 
 
