@@ -62,6 +62,7 @@
     setProgress(data.progress);
     item = data.item; choices = {}; current = 0; submission = randomId(); busy = false;
     $("status").textContent = "";
+    $("task").dataset.item = item ? item.id : "";
     if (!item) { show("done"); return; }
     const refs = $("refs"); refs.textContent = "";
     for (const src of item.references) { const im = document.createElement("img"); im.src = src; im.alt = "input photo"; refs.appendChild(im); }
