@@ -244,7 +244,7 @@ def api(tmp_path):
 
     m, runs = make_study(tmp_path, pairs=12, raters_per_pair=2, gold=0.1, repeat=0)
     store = StudyStore(m)
-    client = TestClient(create_app(m, store, admin_token="admintoken123"))
+    client = TestClient(create_app(m, store, admin_token="admintoken123"), base_url="http://127.0.0.1:8000")
     return client, store, m
 
 
@@ -346,7 +346,7 @@ def test_links_only_and_personal_links(api, tmp_path):
     token = store.add_rater("carol", "link")
     assert client.post("/api/login", json={"rater": "carol"}).status_code == 403  # a link rater cannot be claimed by id
     assert client.get("/api/next", headers={"Authorization": f"Bearer {token}"}).json()["rater"] == "carol"
-    closed = TestClient(create_app(m, store, admin_token="t0k3n-admin", open_registration=False))
+    closed = TestClient(create_app(m, store, admin_token="t0k3n-admin", open_registration=False), base_url="http://localhost:8000")
     assert closed.post("/api/login", json={"rater": "dave"}).status_code == 403
     assert closed.get("/api/next", headers={"Authorization": f"Bearer {token}"}).status_code == 200
 

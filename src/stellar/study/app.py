@@ -39,7 +39,7 @@ IMAGE_ID_RE = re.compile(r"^i[0-9]{5,9}$")
 STATIC_FILES = {"app.js": "text/javascript", "admin.js": "text/javascript", "style.css": "text/css"}
 _MEDIA = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 _CSP = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1", "testserver")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]", "::1")
 
 
 def _starlette():
