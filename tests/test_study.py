@@ -163,6 +163,7 @@ def test_resume_returns_the_pending_item_and_undo_reopens_the_last(tmp_path):
     assert [a["choice"] for a in store.answers() if a["item"] == first] == []  # undone answers are not judgements
     store.submit("ann", first, _answers(store, "b"), 900, "sub-00002")
     assert {a["choice"] for a in store.answers() if a["item"] == first} == {"b"}
+    assert store.next_item("ann") == second  # then the item that was on screen before the undo
     hist = store._db().execute("SELECT COUNT(*) FROM answers WHERE item = ? AND active = 0", (first,)).fetchone()[0]
     assert hist == len(store.aspects)  # the undone answers are kept as history
     with pytest.raises(RequestError) as e:

@@ -8,7 +8,8 @@ interleave with another rater's, across threads *and* processes.
 
 Assignment rules (``next_item``):
 
-- a rater holds at most one *pending* item; reopening the page returns it (resume);
+- a rater holds one *pending* item (after ``undo``, the reopened item comes first and the item they
+  were looking at follows); reopening the page returns it (resume);
 - a pending regular item whose rater has been idle longer than ``lease_s`` still counts towards the
   pair's limit until another rater needs the slot; then it is *released* (the idle rater gets a
   new item and a late answer to the released one is refused with 409) — so the number of raters
@@ -278,7 +279,6 @@ class StudyStore:
             if row is None:
                 raise RequestError(409, "nothing to undo")
             item = row[0]
-            db.execute("DELETE FROM assignments WHERE rater = ? AND answered IS NULL", (rater,))  # never answered: back to the pool
             db.execute("UPDATE answers SET active = 0 WHERE rater = ? AND item = ? AND active = 1", (rater, item))
             db.execute("UPDATE assignments SET answered = NULL, ord = NULL, submission = NULL, time_ms = NULL, assigned = ? WHERE rater = ? AND item = ?", (now, rater, item))
             db.execute("INSERT INTO events(rater, kind, item, created) VALUES (?, 'undo', ?, ?)", (rater, item, now))
