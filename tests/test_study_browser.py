@@ -32,7 +32,7 @@ def _chromium() -> str:
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
     exe = _chromium()
-    args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    args = ["--disable-dev-shm-usage"] + (["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else [])  # root in CI containers
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe, args=args, headless=True)
         try:
