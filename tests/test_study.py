@@ -372,8 +372,9 @@ def test_gold_scoring_flags_and_export(tmp_path, capsys):
     gold_recs = [r for r in recs if "gold" in r and r["gold"]["expected"] is not None]
     assert gold_recs and all(r["gold"]["correct"] == (r["rater"] != "careless") for r in gold_recs)
     assert all(r["aspect"] == "identity" for r in gold_recs)
-    rep = [r for r in recs if "repeat_of" in r]
-    assert rep and all(r["item"] != r["repeat_of"] for r in rep)
+    rep = [r for r in recs if r.get("repeat")]
+    originals = {it["repeat_of"] for it in m.items if it["type"] == "repeat"}
+    assert rep and {r["item"] for r in rep} <= originals  # a repeat is judged under its pair's id
     # the noiseless rater prefers the run with the higher hidden quality every time
     q = hidden_quality(runs)
     for r in recs:
@@ -383,9 +384,10 @@ def test_gold_scoring_flags_and_export(tmp_path, capsys):
     # CLI: export with --drop-flagged / --no-gold / --no-repeats, and status
     out = tmp_path / "j.jsonl"
     assert main(["study", "export", str(m.folder), "--out", str(out), "--drop-flagged", "--no-gold", "--no-repeats"]) == 0
-    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    header, *lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert header["format"] == "stellar-judgments" and header["version"] == 1 and "rater" not in header
     assert lines and {x["rater"] for x in lines} == {"good", "fair"}
-    assert not any("gold" in x or "repeat_of" in x for x in lines)
+    assert not any("gold" in x or "repeat" in x for x in lines)
     assert set(lines[0]) >= {"rater", "job", "a", "b", "aspect", "choice", "time_ms", "item"}
     assert main(["study", "status", str(m.folder)]) == 0
     printed = capsys.readouterr().out

@@ -48,7 +48,8 @@ def test_export_of_a_simulated_study_recovers_the_raters_agreement(tmp_path):
     simulate_raters(store, hidden_quality(runs), [f"r{i}" for i in range(6)], flip=flip, seed=3)
     out = tmp_path / "judgments.jsonl"
     assert main(["study", "export", str(m.folder), "--out", str(out), "--no-gold", "--no-repeats"]) == 0
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    header, *records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert header["format"] == "stellar-judgments"
     assert len(records) == 144 * 3 * len(m.aspect_ids)
     tau, n = _tau_like(records, hidden_quality(runs))
     se = 2 * np.sqrt(flip * (1 - flip) / n)  # τ = 1 − 2·(flip rate), binomial flip count

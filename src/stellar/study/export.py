@@ -1,21 +1,23 @@
 """Judgements out of a study: the JSONL of ``stellar agreement`` and the terminal status table.
 
-One pairwise record per (rater, item, aspect) answer still active (undone answers are history, not
-judgements), in commit order::
+The file (judgments format version 1) starts with the header ``{"format": "stellar-judgments",
+"version": 1, ...}``, then holds one pairwise record per (rater, item, aspect) answer still active
+(undone answers are history, not judgements), in commit order::
 
     {"rater": "r1", "job": "003-0-07", "a": "copy", "b": "paste", "aspect": "identity",
      "choice": "a", "time_ms": 5120, "item": "q00041"}
 
 ``a`` is the run shown on the left, ``b`` the run on the right, and ``choice`` refers to them
 (``"a" | "b" | "tie"``). ``time_ms`` is the time the rater spent on the whole item (the same for its
-aspects). Extra fields, for consumers that want them:
+aspects). ``item`` is the judged pair's id — the unit the agreement bootstrap resamples. Extra fields:
 
-- ``"repeat_of": ITEM`` — the planned second showing of a pair to the same rater (left/right swapped);
-  the intra-rater consistency check. ``--no-repeats`` leaves these records out.
-- ``"gold": {"expected": "a"|"b", "correct": bool}`` on the gold aspect of an attention check, whose
+- ``"repeat": true`` — the planned second showing of a pair to the same rater (left/right swapped),
+  the intra-rater consistency check; its ``item`` is the original pair's, so both judgements fall in
+  the same bootstrap unit. ``--no-repeats`` leaves these records out.
+- ``"gold": {"expected": "a"|"b", "correct": bool}`` on the scored aspect of an attention check, whose
   ``a``/``b`` are ``reference`` (a real photo of the subject), ``other-subject`` or the ``noise`` run;
-  the other aspects of a gold item carry ``"gold": {"expected": null}``. Agreement analyses must skip
-  records that have ``gold``; ``--no-gold`` leaves them out.
+  the other aspects of a gold item carry ``"gold": {"expected": null}``. `stellar agreement` leaves
+  every record with ``gold`` out of its statistics (counted); ``--no-gold`` leaves them out here.
 
 ``--drop-flagged`` leaves out every record of raters whose gold accuracy is below the threshold.
 """
@@ -26,6 +28,10 @@ import json
 from pathlib import Path
 
 from stellar.study.store import StudyStore
+
+#: The judgments file format read by ``stellar agreement`` (stellar.report.agreement).
+JUDGMENTS_FORMAT = "stellar-judgments"
+JUDGMENTS_VERSION = 1
 
 
 def judgement_records(store: StudyStore, *, drop_flagged: bool = False, gold: bool = True, repeats: bool = True, gold_threshold: float | None = None) -> list[dict]:
@@ -41,9 +47,9 @@ def judgement_records(store: StudyStore, *, drop_flagged: bool = False, gold: bo
         rec = {"rater": a["rater"], "job": it["job"], "a": it["a"]["run"], "b": it["b"]["run"], "aspect": a["aspect"], "choice": a["choice"]}
         if a["time_ms"] is not None:
             rec["time_ms"] = int(a["time_ms"])
-        rec["item"] = it["id"]
+        rec["item"] = it["repeat_of"] if it["type"] == "repeat" else it["id"]
         if it["type"] == "repeat":
-            rec["repeat_of"] = it["repeat_of"]
+            rec["repeat"] = True
         if it["type"] == "gold":
             g = it["gold"]
             rec["gold"] = {"expected": g["answer"], "correct": a["choice"] == g["answer"]} if a["aspect"] == g["aspect"] else {"expected": None}
@@ -56,7 +62,9 @@ def export_judgements(store: StudyStore, out: str | Path, **kwargs) -> int:
     from stellar.fileio import atomic_write_text
 
     records = judgement_records(store, **kwargs)
-    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    header = {"format": JUDGMENTS_FORMAT, "version": JUDGMENTS_VERSION, "source": "stellar study export", "study": str(store.manifest.folder.resolve()),
+              "aspects": store.aspects, "runs": [r["name"] for r in store.manifest.data["runs"]]}  # fmt: skip
+    atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in [header, *records]))
     return len(records)
 
 
