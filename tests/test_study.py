@@ -409,3 +409,19 @@ def test_cli_create_raters_and_errors(tmp_path, capsys):
     assert main(["study", "status", str(tmp_path / "nothing")]) == 2
     assert "no study.json" in capsys.readouterr().err
     assert main(["study", "create", "--dataset", str(root), "--runs", str(runs[0]), "--out", str(tmp_path / "s2")]) == 2
+
+
+def test_serve_refuses_images_changed_or_gone_since_create(tmp_path):
+    from stellar.study.manifest import verify_images
+
+    m, _ = make_study(tmp_path, pairs=6, gold=0, repeat=0)
+    verify_images(m)
+    iid, meta = next((i, x) for i, x in m.images.items() if x["source"].startswith("run:"))
+    path = tmp_path / "runs" / meta["source"][4:] / "images" / meta["path"].rsplit("/", 1)[1]
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(StudyError, match=rf"{iid} \({meta['source']}\): .* changed since the study was created"):
+        verify_images(m)
+    path.unlink()
+    with pytest.raises(StudyError, match=rf"{iid} .* is missing"):
+        verify_images(m)
