@@ -2,7 +2,9 @@
 the study's store; the export must carry exactly their agreement with that quality.
 
 With a flip probability f and no ties, a metric equal to the hidden quality has the pairwise τ-like
-(C − D)/(C + D) = 1 − 2f in expectation (DESIGN §6.13); a metric unrelated to it has τ ≈ 0.
+(C − D)/(C + D) = 1 − 2f in expectation (DESIGN §6.13); a metric unrelated to it has τ ≈ 0. The
+second test runs `stellar agreement` (stellar.report.agreement) on the exported file: its bootstrap
+interval must contain 1 − 2f for the hidden-quality metric and 0 for the unrelated one.
 """
 
 from __future__ import annotations
@@ -56,3 +58,32 @@ def test_export_of_a_simulated_study_recovers_the_raters_agreement(tmp_path):
     assert abs(tau - (1 - 2 * flip)) < 4 * se, (tau, n)
     tau_random, _ = _tau_like(records, _clip_t(runs))
     assert abs(tau_random) < 3 / np.sqrt(144)  # one random comparison per pair: ~1/sqrt(pairs) spread
+
+
+def test_stellar_agreement_on_the_export_recovers_the_expected_agreement_within_its_ci(tmp_path, capsys):
+    from stellar.report.agreement import agreement, read_judgments
+    from stellar.report.leaderboard import load_run
+
+    flip = 0.2
+    m, runs = make_study(tmp_path, pairs=144, raters_per_pair=3, gold=0.05, repeat=0.05, aspects="overall,identity")
+    store = StudyStore(m)
+    simulate_raters(store, hidden_quality(runs), [f"r{i}" for i in range(6)], flip=flip, seed=5)
+    out = tmp_path / "judgments.jsonl"
+    assert main(["study", "export", str(m.folder), "--out", str(out)]) == 0  # gold and repeats included
+    judgments = read_judgments(out)
+    n_gold = sum(1 for it in m.items if it["type"] == "gold")
+    assert n_gold and judgments.gold == 6 * n_gold * 2  # every rater's gold records (2 aspects) are left out, counted
+    assert judgments.notes == []  # the header names the format version
+    result = agreement(judgments, [load_run(r) for r in runs], n_boot=400, seed=0)
+    assert not any(result.unused.values())  # every run, job and aspect of the export is known
+    tau = result.tau.set_index(["metric", "aspect"])
+    for aspect in ("overall", "identity"):
+        row = tau.loc[("ips", aspect)]  # ips = the hidden quality the raters follow
+        assert row["lo"] <= 1 - 2 * flip <= row["hi"], row.to_dict()
+        assert row["hi"] - row["lo"] < 0.25
+        noise = tau.loc[("clip_t", aspect)]  # unrelated to the hidden quality
+        assert noise["lo"] <= 0 <= noise["hi"], noise.to_dict()
+    # and the command line gives the same table
+    assert main(["agreement", "--judgments", str(out), "--runs", *map(str, runs), "--bootstrap", "400", "--format", "csv"]) == 0
+    printed = capsys.readouterr().out
+    assert "ips" in printed.lower() and "overall" in printed
