@@ -27,12 +27,15 @@ from stellar.errors import MissingDependencyError
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
-def _figure(w: float, h: float):
+def _figure(w: float, h: float, **margins):
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:  # pragma: no cover - exercised only without the extra
         raise MissingDependencyError("matplotlib", "report", "the HTML report's plots") from exc
-    return Figure(figsize=(w, h), layout="constrained")
+    # fixed margins: a layout engine (constrained / tight) costs a second full draw per figure
+    fig = Figure(figsize=(w, h))
+    fig.subplots_adjust(**{"left": 0.08, "right": 0.98, "bottom": 0.12, "top": 0.9, "wspace": 0.3, "hspace": 0.55, **margins})
+    return fig
 
 
 def to_svg(fig) -> str:
@@ -53,7 +56,7 @@ def metric_distributions(frames: dict[str, pd.DataFrame], metrics: Sequence[tupl
         return None
     cols = min(3, len(metrics))
     rows = math.ceil(len(metrics) / cols)
-    fig = _figure(3.2 * cols, 2.4 * rows)
+    fig = _figure(3.4 * cols, 2.5 * rows, left=0.07 if cols > 1 else 0.16, bottom=0.1 if rows > 1 else 0.14)
     axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for ax, (m, label) in zip(axes, metrics):
         vals = {name: f[m].to_numpy(dtype=float) for name, f in frames.items() if m in f}
@@ -96,7 +99,7 @@ def kendall_heatmap(frame: pd.DataFrame, metrics: Sequence[tuple[str, str]], tit
     labels = dict(metrics)
     tau = kendall_tau_matrix(frame, keys)
     n = len(keys)
-    fig = _figure(1.2 + 0.55 * n, 0.9 + 0.5 * n)
+    fig = _figure(2.4 + 0.55 * n, 1.6 + 0.5 * n, left=1.1 / (2.4 + 0.55 * n), right=0.95, bottom=1.0 / (1.6 + 0.5 * n), top=1 - 0.35 / (1.6 + 0.5 * n))
     ax = fig.subplots()
     im = ax.imshow(tau.to_numpy(dtype=float), vmin=-1, vmax=1, cmap="RdBu_r")
     ax.set_xticks(range(n), [labels[k] for k in keys], rotation=45, ha="right")
@@ -115,7 +118,7 @@ def identity_prompt_tradeoff(frames: dict[str, pd.DataFrame], sigmas: dict[str, 
     usable = {n: f for n, f in frames.items() if "clip_t" in f and f["clip_t"].notna().any() and ("ips_raw" in f or "ips" in f)}
     if not usable:
         return None
-    fig = _figure(9.5, 3.6)
+    fig = _figure(10, 3.8, left=0.07, bottom=0.14, wspace=0.2)
     left, right = fig.subplots(1, 2)
     rng = np.random.default_rng(0)
     for k, (name, f) in enumerate(usable.items()):
@@ -153,7 +156,7 @@ def aps_per_attribute(per_attribute: dict[str, dict[str, float | None]], attribu
     runs = [r for r, vals in per_attribute.items() if vals]
     if not runs:
         return None
-    fig = _figure(max(6.0, 0.9 * len(attributes) + 2), 3.2)
+    fig = _figure(max(6.0, 0.9 * len(attributes) + 2), 3.4, bottom=0.3, left=0.08)
     ax = fig.subplots()
     width = 0.8 / len(runs)
     x = np.arange(len(attributes))
