@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from stellar.cli import main
-from stellar.models import registry
+from stellar.models import registry, sources
 from stellar.models.registry import (
     HashMismatchError,
     HfSource,
@@ -34,6 +34,10 @@ from stellar.models.registry import (
 )
 
 MTCNN_FILES = ("pnet.pt", "rnet.pt", "onet.pt")
+HF_WEIGHTS = (
+    ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json"),
+    ("pytorch_model.bin", "pytorch_model-*-of-*.bin", "pytorch_model.bin.index.json"),
+)
 DLIB_CARDS = ("dlib-shape-predictor-5", "dlib-resnet-v1", "dlib-mmod-cnn")
 
 
@@ -62,7 +66,7 @@ def online(monkeypatch):
 @pytest.fixture
 def add_card(monkeypatch):
     def add(card: ModelCard) -> ModelCard:
-        monkeypatch.setitem(registry._BY_NAME, card.name, card)
+        monkeypatch.setitem(registry._cards(), card.name, card)
         return card
 
     return add
@@ -231,7 +235,7 @@ def test_pip_download_sdist_members(tmp_path, online, monkeypatch, add_card):
         calls.append(spec)
         return [sys.executable, "-c", f"import shutil; shutil.copy({str(sdist)!r}, {str(dest)!r})"]
 
-    monkeypatch.setattr(registry, "_pip_download_command", command)
+    monkeypatch.setattr(sources, "pip_download_command", command)
     card = add_card(
         ModelCard(
             "fake-pypi-sdist",
@@ -249,7 +253,7 @@ def test_pip_download_sdist_members(tmp_path, online, monkeypatch, add_card):
 
 
 def test_pip_failure_is_reported(online, monkeypatch, add_card):
-    monkeypatch.setattr(registry, "_pip_download_command", lambda spec, dest: [sys.executable, "-c", "import sys; sys.exit('no such package')"])
+    monkeypatch.setattr(sources, "pip_download_command", lambda spec, dest: [sys.executable, "-c", "import sys; sys.exit('no such package')"])
     card = add_card(ModelCard("fake-pypi-fail", "test", (PypiSource("nopkg", "1.0", {"a": "nopkg/a"}),), (ModelFile("a"),), "MIT", "none"))
     with pytest.raises(WeightsUnavailableError, match="pip download exited 1: no such package"):
         registry.resolve_file(card.name, "a")
@@ -330,32 +334,6 @@ def test_trust_on_first_use(tmp_path, online, add_card, home):
     assert sha(b"first") in str(err.value) and sha(b"upstream changed") in str(err.value)
 
 
-def test_failed_download_leaves_no_partial_file(tmp_path, online, add_card, home, monkeypatch):
-    class Broken:
-        headers = {"Content-Length": "1000000"}
-
-        def __init__(self):
-            self.sent = False
-
-        def read(self, n):
-            if self.sent:
-                raise ConnectionResetError("connection reset mid-download")
-            self.sent = True
-            return b"x" * 1000
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *a):
-            return False
-
-    monkeypatch.setattr(registry.urllib.request, "urlopen", lambda *a, **k: Broken())
-    card = add_card(ModelCard("fake-broken", "test", (UrlSource("https://example.invalid/w.bin"),), (ModelFile("w.bin"),), "MIT", "none"))
-    with pytest.raises(WeightsUnavailableError, match="connection reset"):
-        registry.resolve_file(card.name, "w.bin")
-    assert card_files(home, card.name) == []
-
-
 # --------------------------------------------------------------------------- hf source (fake hub)
 class FakeHub:
     COMMIT = "ab" * 20
@@ -398,7 +376,8 @@ def hub(monkeypatch):
         }
     )
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake.hf_hub_download)
-    monkeypatch.setattr(huggingface_hub, "list_repo_files", fake.list_repo_files)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda self, repo_id, **kw: fake.list_repo_files(repo_id, **kw))
+    monkeypatch.setattr(sources, "probe", lambda url, timeout=3.0: None)
     return fake
 
 
@@ -427,7 +406,7 @@ def test_hf_discovered_files_and_revision_recorded(hub, online, add_card, home):
         ModelCard(
             "fake-hf-repo",
             "test",
-            (HfSource("org/big", "main", allow_patterns=("config.json", "tokenizer*.json"), weights_preference=registry._HF_WEIGHTS),),
+            (HfSource("org/big", "main", allow_patterns=("config.json", "tokenizer*.json"), weights_preference=HF_WEIGHTS),),
             (),
             "MIT",
             "none",
@@ -459,7 +438,7 @@ def test_offline_never_calls_the_hub(hub, add_card):
 
 
 def test_offline_url_not_attempted(monkeypatch):
-    monkeypatch.setattr(registry.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network touched"))
+    monkeypatch.setattr(sources.urllib.request, "urlopen", lambda *a, **k: pytest.fail("network touched"))
     with pytest.raises(WeightsUnavailableError, match="stellar models fetch facenet-vggface2"):
         registry.resolve_file("facenet-vggface2", "20180402-114759-vggface2.pt")
 
@@ -565,7 +544,149 @@ def test_cli_weights_option(tmp_path, capsys, home):
     bad = tmp_path / "mmod_human_face_detector.dat"
     bad.write_bytes(b"not the model")
     registry.clear_local_overrides()
-    assert main(["models", "fetch", "dlib-mmod-cnn", "--weights", f"dlib-mmod-cnn={bad}"]) == 1
+    with pytest.warns(registry.NonReferenceWeightsWarning, match="non-reference weights"):
+        assert main(["models", "fetch", "dlib-mmod-cnn", "--weights", f"dlib-mmod-cnn={bad}"]) == 0
+    registry.clear_local_overrides()
+    folder = tmp_path / "wdir" / "dlib-mmod-cnn"  # found implicitly: the card's promise holds, refused
+    folder.mkdir(parents=True)
+    (folder / bad.name).write_bytes(b"not the model")
+    assert main(["models", "fetch", "dlib-mmod-cnn", "--weights", f"dlib-mmod-cnn={folder}"]) == 1
     assert "sha256 mismatch" in capsys.readouterr().out
     assert main(["models", "where", "mtcnn", "--weights", "mtcnn"]) == 2
     assert "expected NAME=PATH" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ issue 9 item 22: non-reference weights
+def test_weights_override_with_other_sha256_is_accepted_as_non_reference(tmp_path, home):
+    """Regression (issue 9 item 22): `--weights facenet-vggface2=FILE` refused any file but the released one."""
+    mine = tmp_path / "my-facenet.pt"
+    mine.write_bytes(b"a re-exported FaceNet")
+    registry.set_local_override("facenet-vggface2", mine)
+    assert registry.weights_note("facenet-vggface2") == ""
+    with pytest.warns(registry.NonReferenceWeightsWarning) as caught:
+        path = registry.resolve_file("facenet-vggface2", "20180402-114759-vggface2.pt")
+    assert path == mine.resolve() and sha(mine.read_bytes()) in str(caught[0].message)
+    assert registry.non_reference_weights() == {"facenet-vggface2": {"20180402-114759-vggface2.pt": sha(mine.read_bytes())}}
+    assert sha(mine.read_bytes()) in registry.weights_note("facenet-vggface2")
+    (result,) = registry.verify("facenet-vggface2")
+    assert result.status == "mismatch" and result.where == "local"  # verify still tells the truth
+    registry.clear_local_overrides()
+    assert registry.non_reference_weights() == {}
+
+
+# ------------------------------------------------------------------ issue 10 item 3: cards are data files
+CARDS_DIR = Path(registry.__file__).parent / "cards"
+
+
+def test_every_card_is_one_json_file_named_after_it():
+    files = sorted(p.stem for p in CARDS_DIR.glob("*.json"))
+    assert files == sorted(c.name for c in registry.CARDS) and len(files) >= 19
+    for path in CARDS_DIR.glob("*.json"):
+        assert registry.load_card_file(path) == registry.get_card(path.stem)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (lambda d: d.pop("licence"), "missing required field 'licence'"),
+        (lambda d: d.update(licence=3), "field 'licence' must be str"),
+        (lambda d: d.update(colour="red"), "unknown field(s) colour"),
+        (lambda d: d["files"][0].update(sha256="XYZ"), "sha256 must be 64 lowercase hex"),
+        (lambda d: d["sources"][0].update(kind="ftp"), "'kind' must be one of hf, url, pypi"),
+        (lambda d: d["sources"][0].update(archive="rar"), "archive must be null, 'zip' or 'bz2'"),
+        (lambda d: d["sources"][0].pop("url"), "missing required field 'url'"),
+        (lambda d: d.update(name="other"), "differs from the file name"),
+        (lambda d: d["files"].append({"name": "extra.bin"}), "no source provides"),
+    ],
+)
+def test_bad_card_file_is_refused_naming_the_file(tmp_path, change, message):
+    data = json.loads((CARDS_DIR / "facenet-vggface2.json").read_text())
+    change(data)
+    path = tmp_path / "facenet-vggface2.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(registry.CardFormatError) as err:
+        registry.load_card_file(path)
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_unreadable_card_file_is_refused(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text("{not json")
+    with pytest.raises(registry.CardFormatError, match="(?s)" + re.escape(str(path)) + ".*docs/model-cards.md"):
+        registry.load_card_file(path)
+
+
+def test_card_files_ship_in_the_wheel():
+    """pyproject's package-data glob covers every card file (and the folder is a package)."""
+    import fnmatch
+
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    globs = re.search(r'^stellar = \[(.*)\]$', text, re.M).group(1)
+    patterns = [g.strip().strip('"') for g in globs.split(",")]
+    for path in CARDS_DIR.glob("*.json"):
+        rel = path.relative_to(CARDS_DIR.parents[1]).as_posix()
+        assert any(fnmatch.fnmatch(rel, p) for p in patterns), rel
+    assert (CARDS_DIR / "__init__.py").is_file()
+
+
+def test_models_list_output_unchanged(capsys, home):
+    """`stellar models list` prints the same table as when the cards were Python code."""
+    assert main(["models", "list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert re.split(r"\s{2,}", out[0]) == ["NAME", "TASK", "SOURCES", "FILES", "SHA256", "LICENCE", "CACHED"]
+    rows = {line.split()[0]: re.split(r"\s{2,}", line.strip()) for line in out[1:] if line.strip() and not line.startswith(("cache:", "details:"))}
+    assert list(rows)[:3] == ["mtcnn", "facenet-vggface2", "dlib-shape-predictor-5"]  # declaration order kept
+    assert rows["mtcnn"] == ["mtcnn", "face-detection", "pypi", "3", "3 pinned", "MIT", "no"]
+    assert rows["facenet-vggface2"] == ["facenet-vggface2", "face-embedding", "url", "1", "281cebca8662", "MIT for the code and weight conversion", "no"]
+    assert rows["arcface-buffalo-l"][:5] == ["arcface-buffalo-l", "face-embedding", "url,hf", "2", "2 pinned"]
+    assert rows["clip-vit-bigg-14-laion2b"][:5] == ["clip-vit-bigg-14-laion2b", "clip", "hf", "repo", "recorded on first download"]
+    assert rows["sdxl-base-1.0"][:4] == ["sdxl-base-1.0", "text-to-image", "hf", "18"]
+    assert out[-2].startswith("cache: ") and "offline: yes" in out[-2]
+
+
+def test_data_layer_does_not_import_models():
+    """Layers run one way (issue 10 item 3): importing the data layer loads no model code."""
+    import subprocess
+
+    code = "import sys, stellar.data.samples, stellar.data.build, stellar.data.importer; print(sorted(m for m in sys.modules if m.startswith('stellar.models')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+    for path in (Path(registry.__file__).parents[1] / "data").glob("*.py"):
+        assert "stellar.models" not in path.read_text(), path
+
+
+# ------------------------------------------------------------------ issue 9 item 18: no retry loop without network
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_default_clip_without_network_fails_at_once_without_retries(online, monkeypatch, home):
+    """Regression (issue 9 item 18): the default --clip spent ~23 s in the hub client's retries when the
+    network was down. Now the cache is checked first, the hub host is probed once, and the card fails
+    with the offline fix without a single client call."""
+    import huggingface_hub
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setattr(sources, "_REACHABLE", {})
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files", lambda *a, **k: calls.append(a))
+    for _ in range(2):  # the probe is memoised: the second card does not even connect
+        with pytest.raises(WeightsUnavailableError) as err:
+            registry.resolve("clip-vit-bigg-14-laion2b")
+        text = str(err.value)
+        assert "cannot reach 127.0.0.1" in text and "not retried" in text and "STELLAR_OFFLINE=1" in text
+    assert calls == [] and len(sources._REACHABLE) == 1
+    assert card_files(home, "clip-vit-bigg-14-laion2b") == []
+
+
+def test_cached_card_is_used_without_any_request_even_online(online, monkeypatch, home):
+    """The cache is checked before any source: a cached card resolves with the hub unreachable."""
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setattr(sources, "probe", lambda *a, **k: pytest.fail("network touched"))
+    registry.resolve("mtcnn")  # copied from the installed facenet-pytorch
+    assert registry.resolve("mtcnn")["pnet.pt"] == home / "models" / "mtcnn" / "pnet.pt"

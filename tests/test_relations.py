@@ -15,7 +15,9 @@ from stellar.models.relations import (
     RelationQuery,
     VqaRelationScorer,
     crop,
+    processor_fill,
     relation_text,
+    square_crop,
 )
 
 
@@ -52,7 +54,7 @@ def test_clip_scorer_known_answer(clip, image):
     q = RelationQuery(image, (5, 4, 50, 36), "person", "riding", "horse")
     (p,) = scorer.score([q])
     # by hand: softmax over the vocabulary of exp(logit_scale) * cos(crop, "a person {pred} a horse")
-    img = clip.encode_images([image[4:36, 5:50]])[0].astype(np.float64)
+    img = clip.encode_images([square_crop(image, (5, 4, 50, 36), processor_fill(clip.image_processor))])[0].astype(np.float64)
     txt = clip.encode_texts([f"a person {v} a horse" for v in VOCAB]).astype(np.float64)
     logits = float(clip.model.logit_scale.exp()) * txt @ img
     expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()

@@ -69,6 +69,7 @@ Measured on the hand-written table of ``tests/test_prompts.py`` (numbers printed
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -221,10 +222,31 @@ _RELATIVES = frozenset({"that", "which", "where", "whose", "whom", "when"})
 _SENTENCE_ENDS = frozenset({".", ";", "!", "?", ":"})
 
 _SUBJ = "\x00subj"  # the placeholder token; cannot collide with a word
-_TOKEN_RE = re.compile(r"\x00subj|[a-z0-9]+|'s\b|[,.;:!?&]")
+# Words are Unicode letters and digits ("café", "jalapeño", "Zürich"), not only ASCII: ``[^\W_]`` is
+# \w without the underscore. Text is NFC-normalised first, so a decomposed "e" + combining accent is
+# one letter and the same word as the composed form.
+_TOKEN_RE = re.compile(r"\x00subj|[^\W_]+|'s\b|[,.;:!?&]")
+
+
+def normalize_query(text: str) -> str:
+    """The one normal form of a detector query, GOA query and triplet element (DESIGN §6.5–6.6).
+
+    Unicode NFC, lower case, whitespace collapsed to single spaces, trimmed. GOA queries, the objects
+    of extracted *and* annotated triplets and the "person" query all go through it, so one object is
+    one detector query whatever its spelling ("Eiffel Tower", "eiffel  tower"): two spellings of one
+    object would tie in the (lower-casing) detector tokenizer, and the arg-max labelling would give
+    every box to one of them. The user's spelling is kept only for display.
+
+    >>> normalize_query("  Eiffel   Tower ")
+    'eiffel tower'
+    >>> normalize_query("Cafe\u0301") == normalize_query("café")
+    True
+    """
+    return " ".join(unicodedata.normalize("NFC", str(text)).lower().split())
 
 
 def _tokens(text: str) -> list[str]:
+    text = unicodedata.normalize("NFC", text)
     text = text.replace("{}", f" {_SUBJ} ").lower().replace("’", "'").replace("-", " ").replace("_", " ")
     return _TOKEN_RE.findall(text)
 
@@ -345,7 +367,7 @@ def _clean_detectables(detectables: Any) -> list[tuple[str, tuple[str, ...]]]:
     for d in items:
         if not isinstance(d, str):
             continue
-        name = " ".join(d.lower().split())
+        name = normalize_query(d)
         words = tuple(w for w in _tokens(name) if w[0].isalnum())
         if words and name not in seen:
             seen.add(name)
@@ -519,6 +541,23 @@ def predicate_vocabulary(dataset_triplets: Iterable[Any] = ()) -> list[str]:
     return sorted(found)
 
 
+def normalize_triplets(triplets: Iterable[Sequence[str]]) -> tuple[Triplet, ...]:
+    """Triplets with every element in :func:`normalize_query` form (order kept, duplicates dropped).
+
+    Annotated triplets are written by people ("Person", "Eiffel Tower"); the detector queries and the
+    relation texts must not depend on that spelling.
+
+    >>> normalize_triplets([["Person", "next  to", "Eiffel Tower"], ("person", "next to", "eiffel tower")])
+    (('person', 'next to', 'eiffel tower'),)
+    """
+    out: list[Triplet] = []
+    for t in triplets:
+        triplet = tuple(normalize_query(x) for x in t)
+        if len(triplet) == 3 and triplet not in out:
+            out.append(triplet)  # type: ignore[arg-type]
+    return tuple(out)
+
+
 def resolve_triplets(prompt_obj: Any) -> tuple[Triplet, ...]:
     """The prompt's triplets: the dataset's annotated ones when present, else extracted.
 
@@ -528,7 +567,7 @@ def resolve_triplets(prompt_obj: Any) -> tuple[Triplet, ...]:
     """
     annotated = getattr(prompt_obj, "triplets", None)
     if annotated is not None:
-        return tuple(tuple(t) for t in annotated)  # type: ignore[misc]
+        return normalize_triplets(annotated)
     return tuple(extract_triplets(getattr(prompt_obj, "template", ""), getattr(prompt_obj, "detectables", ())))
 
 

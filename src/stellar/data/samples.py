@@ -64,7 +64,7 @@ from PIL import Image, ImageOps
 from stellar.data import layout
 from stellar.errors import DatasetError, StellarError
 from stellar.fileio import json_bytes, write_if_changed
-from stellar.models.registry import is_offline, stellar_home
+from stellar.settings import is_offline, stellar_home
 
 # ---------------------------------------------------------------------------------------------
 # The face_recognition sdist (Obama ×3, Biden)

@@ -3,7 +3,9 @@
 For each generated image of a Stellar-T job:
 
 1. queries: GOA's ``goa_queries(detectables)`` (role words naming the subject dropped); with RFS also
-   the objects of the prompt's triplets and ``"person"``. Triplets: annotated in the dataset, else
+   the objects of the prompt's triplets and ``"person"`` — all in one normal form
+   (:func:`stellar.data.prompts.normalize_query`: lower case, single spaces), so a capitalised
+   detectable and the same triplet object are one query (``goa_objects`` shows the user's spelling). Triplets: annotated in the dataset, else
    extracted from the template (:func:`stellar.data.prompts.resolve_triplets`).
 2. the detector runs ONCE per image with all those queries (in sorted order, so the run does not
    depend on the prompt's word order); its detections are cached in the feature cache under the
@@ -47,7 +49,7 @@ from stellar.metrics.context import (
     EMPTY_POLICIES,
     PERSON,
     best_boxes,
-    goa_queries,
+    goa_query_labels,
     grounding_accuracy,
     relation_fidelity,
     sufficient_boxes,
@@ -59,11 +61,12 @@ RELATION_SCORERS = ("clip", "vqa")
 
 
 def _triplets(item: ScoringItem) -> tuple[tuple[str, str, str], ...]:
-    if item.triplets is not None:
-        return tuple(tuple(t) for t in item.triplets)  # type: ignore[misc]
-    from stellar.data.prompts import resolve_triplets
+    # annotated or extracted, every element in the queries' normal form (one object = one query)
+    from stellar.data.prompts import normalize_triplets, resolve_triplets
 
-    return tuple(resolve_triplets(item.job.prompt))
+    if item.triplets is not None:
+        return normalize_triplets(item.triplets)
+    return normalize_triplets(resolve_triplets(item.job.prompt))
 
 
 class _Plan:
@@ -72,7 +75,9 @@ class _Plan:
     def __init__(self, item: ScoringItem, want_goa: bool, want_rfs: bool):
         prompt = item.job.prompt
         self.t_job = item.job.kind == "T"
-        self.goa = goa_queries(prompt.detectables) if self.t_job else []
+        # queries in normal form (stellar.data.prompts.normalize_query); labels: the user's spelling, for display
+        self.labels = goa_query_labels(prompt.detectables) if self.t_job else {}
+        self.goa = list(self.labels)
         self.triplets = _triplets(item) if (self.t_job and want_rfs) else ()
         # RFS labels boxes over L = GOA queries ∪ triplet objects ∪ {person} (stellar.metrics.context)
         wanted = set(self.goa) if want_goa or self.triplets else set()
@@ -156,7 +161,8 @@ class ContextScorer:
                         cols = {q: i for i, q in enumerate(det.queries)}
                         best = best_boxes(det.query_scores, [cols[q] for q in plan.goa])
                         scores = {q: best[cols[q]][1] for q in plan.goa}
-                    rows[k].update(goa=grounding_accuracy(scores, plan.goa, empty=self.goa_empty), goa_objects=json.dumps(scores))
+                    shown = {plan.labels[q]: v for q, v in scores.items()}  # the user's spelling, for display only
+                    rows[k].update(goa=grounding_accuracy(scores, plan.goa, empty=self.goa_empty), goa_objects=json.dumps(shown))
             if want_rfs and plan.triplets and det is not None:
                 from stellar.models.relations import RelationQuery
 

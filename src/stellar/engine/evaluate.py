@@ -207,7 +207,7 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from stellar.models.registry import stellar_home
+    from stellar.models.registry import non_reference_weights, stellar_home
 
     unknown = [m for m in config.metrics if m not in METRICS]
     if unknown:
@@ -240,6 +240,7 @@ def evaluate(
         "faces": getattr(faces, "protocol", None) if wants_faces else None,
         "clip": getattr(clip, "name", None),
         "scorers": {s.name: s.protocol for s in scorers},
+        **({"non_reference_weights": nonref} if (nonref := non_reference_weights()) else {}),  # --weights FILE not the card's file
     }
     run_info = {
         "format": "stellar-run-v1",

@@ -27,8 +27,11 @@ Choices (documented deviations / precisions of the paper's text):
 - GOA labels boxes over the GOA queries only, even when the detector also ran with "person" and the
   triplet objects for RFS: GOA does not change when RFS is requested too (for OWL-ViT/OWLv2 the
   per-query logits are independent of the other queries, so this equals a GOA-only detector pass).
-- Duplicate detectables are queried once (a repeated object does not weigh twice); role words are
-  matched case-insensitively on whole detectables after collapsing whitespace.
+- Every query is in one normal form (:func:`stellar.data.prompts.normalize_query`: NFC, lower case,
+  single spaces) — GOA queries, triplet objects (extracted or annotated) and "person" alike — so one
+  object is one query; the user's spelling is kept for display only (:func:`goa_query_labels`).
+  Duplicate detectables are queried once (a repeated object does not weigh twice); role words are
+  matched on the normal form of whole detectables.
 - Known official defect not reproduced: GOA gave −1 or 0 inconsistently for empty query lists; here
   it is NaN (counted by the engine) unless ``empty="zero"`` is asked for.
 """
@@ -41,6 +44,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import numpy as np
 
 from stellar.data.prompts import ROLE_WORDS as _PROMPT_ROLE_WORDS
+from stellar.data.prompts import normalize_query
 
 #: Person-role words of the Stellar-T templates that name the subject itself, not an object (DESIGN §6.5);
 #: the one list lives in :mod:`stellar.data.prompts` (the triplet extractor uses it too).
@@ -52,27 +56,37 @@ PERSON = "person"
 EMPTY_POLICIES = ("nan", "zero")
 
 
-def _norm(text: str) -> str:
-    return " ".join(str(text).lower().split())
-
-
 def goa_queries(detectables: Iterable[str], role_words: Iterable[str] = ROLE_WORDS) -> list[str]:
-    """The GOA text queries of a prompt: its detectables minus role words, first occurrence kept.
+    """The GOA text queries of a prompt: its detectables minus role words, in normal form
+    (:func:`stellar.data.prompts.normalize_query`: lower case, single spaces), first occurrence kept.
+
+    Queries are normalised once, here, so that GOA, RFS and annotated triplets name one object with
+    one query: "Eiffel Tower" (a detectable) and "eiffel tower" (a triplet object) would otherwise be
+    two queries that the detector's lower-casing tokenizer makes equal — they tie, and the arg-max
+    labelling gives every box to the first, leaving the other without any (RFS silently 0).
+    :func:`goa_query_labels` keeps the user's spelling for display.
 
     >>> goa_queries(["doctor", "hospital", "Hospital "])
     ['hospital']
-    >>> goa_queries(["Egyptian  Pharaoh"])
-    []
+    >>> goa_queries(["Egyptian  Pharaoh", "Eiffel  Tower"])
+    ['eiffel tower']
     """
-    roles = {_norm(w) for w in role_words}
-    out: list[str] = []
-    seen: set[str] = set()
+    return list(goa_query_labels(detectables, role_words))
+
+
+def goa_query_labels(detectables: Iterable[str], role_words: Iterable[str] = ROLE_WORDS) -> dict[str, str]:
+    """``{query (normal form): the user's spelling (first occurrence, spaces collapsed)}`` of the GOA queries.
+
+    >>> goa_query_labels(["Eiffel Tower", "eiffel tower", "DJ"])
+    {'eiffel tower': 'Eiffel Tower'}
+    """
+    roles = {normalize_query(w) for w in role_words}
+    out: dict[str, str] = {}
     for d in detectables:
-        key = _norm(d)
-        if not key or key in roles or key in seen:
+        key = normalize_query(d)
+        if not key or key in roles or key in out:
             continue
-        seen.add(key)
-        out.append(" ".join(str(d).split()))
+        out[key] = " ".join(str(d).split())
     return out
 
 

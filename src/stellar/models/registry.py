@@ -1,22 +1,13 @@
 """Model cards and the weights cache (DESIGN §4): every pretrained model Stellar-Bench loads.
 
-A :class:`ModelCard` is *data*: name, task, the files it needs (with sha256 and size where known),
-one or more sources in priority order, licence, citation and the preprocessing protocol the
-weights expect. All cards live in :data:`CARDS` at the bottom of this module, nowhere else.
+A :class:`ModelCard` is *data*: one JSON file per card in ``stellar/models/cards/`` (shipped in the
+wheel), validated when first needed — a wrong field is a :class:`CardFormatError` naming the file.
+The format is documented in ``docs/model-cards.md``; adding a model is adding one file there. This
+module holds the card model, the verified cache and resolution; the download code of the three
+source kinds (``hf``, ``url``, ``pypi``) is :mod:`stellar.models.sources`.
 
-Sources (tried in the card's order, after the user's local files):
-
-- ``hf``   — :class:`HfSource`: a Hugging Face repo id + pinned revision, through ``huggingface_hub``
-  (imported lazily). Either the card lists its files, or the source lists file *patterns* and the
-  files are discovered from the repo listing at the pinned revision (whole-repo cards such as OWLv2).
-- ``url``  — :class:`UrlSource`: a direct file URL (GitHub releases, dlib.net), optionally a ``zip``
-  archive (its members are unpacked) or a ``bz2``-compressed single file.
-- ``pypi`` — :class:`PypiSource`: member files inside a published package (``facenet-pytorch==2.6.0``
-  ships the MTCNN weights, ``face-recognition-models==0.3.0`` the dlib models). An installed
-  distribution with exactly that version is used first (a local copy, allowed offline); otherwise
-  ``python -m pip download --no-deps SPEC`` fetches the wheel or sdist and the members are unpacked.
-- ``local`` — implicit for every card: ``--weights NAME=PATH`` / :func:`set_local_override` (a file or
-  a folder) and ``$STELLAR_WEIGHTS_DIR/<card>/<file>``. Local files are used in place, not copied.
+Local weights are implicit for every card: ``--weights NAME=PATH`` / :func:`set_local_override` (a
+file or a folder) and ``$STELLAR_WEIGHTS_DIR/<card>/<file>``. Local files are used in place, not copied.
 
 Cache layout: ``$STELLAR_HOME`` (default ``~/.cache/stellar``) ``/models/<card>/<file>`` plus
 ``/models/<card>/hashes.json`` (per file: sha256, size, trust, source, resolved revision, time).
@@ -27,56 +18,65 @@ Choices and deviations (documented here as STYLE asks):
 
 - Integrity: every fetched file is sha256-verified *before* it is moved into place (temp file in
   the card folder + ``os.replace``), so the cache never holds a partial or unverified file. A
-  mismatch raises :class:`HashMismatchError` naming the file, the expected and the actual hash, and
-  nothing is installed. Files whose hash could not be computed when the card was written (hub and
-  GitHub files unreachable from where this was developed) are *trust-on-first-use*: the hash is
-  recorded in ``hashes.json`` at first download and verified against it afterwards;
-  ``stellar models list/verify`` say "recorded on first download" for them.
+  mismatch raises :class:`HashMismatchError` naming the file, the expected and the actual hash;
+  nothing is installed and the download it came from (hub blob, resumable ``.part``) is deleted, so
+  the next fetch starts clean. Expected hashes: pinned in the card; else the hub's own LFS sha256;
+  else *trust-on-first-use* (recorded in ``hashes.json`` at first download, verified afterwards;
+  ``stellar models list/verify`` say "recorded on first download").
 - Cache hits are checked by size (cheap) on every :func:`resolve_file`; the full sha256 is
   re-checked by :func:`fetch` and :func:`verify` (hashing a 10 GB SDXL snapshot at every metric
   call would be absurd). A cached file whose size is wrong is deleted and fetched again.
-- Local files with a pinned sha256 are verified (once per process per file state) and a mismatch is
-  an error: a card name promises specific weights, and numbers from other weights would be
-  silently incomparable. Local files of trust-on-first-use cards are used as given.
-- Revisions: hub cards are pinned to commits found in public references. Where none was found the
-  card says ``revision="main"`` with a note; the commit it resolves to at first fetch is recorded in
-  ``hashes.json`` and used for every later fetch of that card, so one cache never mixes commits.
-- Offline mode (``STELLAR_OFFLINE`` or ``HF_HUB_OFFLINE`` set to 1/true/yes/on) never touches the
-  network: ``hf`` and ``url`` sources and ``pip download`` are not attempted; copying from an
-  installed distribution still is (it is local). The error names the card, the file, and the
-  commands that provide it.
+- Local files with a pinned sha256 are verified (once per process per file state). A mismatch is an
+  error for files found implicitly (``$STELLAR_WEIGHTS_DIR``): a card name promises specific weights.
+  A file the user names explicitly (``--weights NAME=FILE``) is accepted with a warning and recorded
+  in :func:`non_reference_weights` — the run then says "non-reference weights" and its model
+  protocol carries the file's sha256 (issue 9 item 22).
+- Revisions: every hub card pins a commit where one is known. Where none was (``revision`` is a
+  branch, and the card's ``notes`` say so) the commit it resolves to at first fetch is recorded in
+  ``hashes.json`` and used for every later fetch of that card, so one cache never mixes commits;
+  ``stellar models verify`` reports such a card as "pinned at first fetch".
+- Offline rule (:mod:`stellar.settings`: ``STELLAR_OFFLINE`` / ``HF_HUB_OFFLINE``): the cache and local
+  files are checked first, and nothing touches the network — ``hf`` and ``url`` sources and
+  ``pip download`` are not attempted; copying from an installed distribution still is (it is local).
+  The error names the card, the file, and the commands that provide it.
 - No locking: two processes fetching the same file each stage their own temp file and the last
   ``os.replace`` wins; both copies are verified, so the result is correct either way.
 """
 
 from __future__ import annotations
 
-import bz2
 import difflib
-import fnmatch
-import importlib.metadata
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
-import tarfile
 import tempfile
 import time
-import urllib.error
-import urllib.request
-import zipfile
+import warnings
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import ClassVar, Iterable, Mapping, Sequence, Union
+from typing import Any, Mapping, Sequence
 
 from stellar.data.layout import sha256_file
 from stellar.errors import StellarError
+from stellar.models.sources import (
+    COMMIT_RE,
+    SOURCE_KINDS,
+    Fetched,
+    HfSource,
+    PypiSource,
+    Source,
+    SourceError,
+    UrlSource,
+)
+from stellar.settings import is_offline, stellar_home, weights_dir
 
 __all__ = [
     "CARDS",
+    "CardFormatError",
     "FileRecord",
     "HashMismatchError",
     "HfSource",
@@ -94,7 +94,9 @@ __all__ = [
     "is_cached",
     "is_offline",
     "list_cards",
+    "load_card_file",
     "local_override",
+    "non_reference_weights",
     "resolve",
     "resolve_file",
     "set_local_override",
@@ -106,10 +108,9 @@ __all__ = [
 HASHES_FILE = "hashes.json"
 TRUST_PINNED = "pinned"
 TRUST_FIRST_USE = "recorded on first download"
-_TRUTHY = {"1", "true", "yes", "on"}
-_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
-_SNAPSHOT_RE = re.compile(r"[\\/]snapshots[\\/]([0-9a-f]{40})[\\/]")
-
+REVISION_PINNED = "pinned"
+REVISION_FIRST_FETCH = "pinned at first fetch"
+CARDS_PACKAGE = "stellar.models.cards"
 
 # ---------------------------------------------------------------------------------------- errors
 class UnknownModelError(StellarError):
@@ -166,34 +167,15 @@ class HashMismatchError(StellarError):
         super().__init__(text)
 
 
-class _SourceError(Exception):
-    """One source could not provide the files (internal; collected into WeightsUnavailableError)."""
+
+class CardFormatError(StellarError):
+    """A model card file is not valid card data (names the file and the field)."""
 
 
 # ----------------------------------------------------------------------------------- environment
-def stellar_home() -> Path:
-    """``$STELLAR_HOME``, default ``~/.cache/stellar`` (not created here)."""
-    return Path(os.environ.get("STELLAR_HOME") or "~/.cache/stellar").expanduser()
-
-
 def models_dir() -> Path:
     return stellar_home() / "models"
 
-
-def is_offline() -> bool:
-    """True when ``STELLAR_OFFLINE`` or ``HF_HUB_OFFLINE`` is 1/true/yes/on."""
-    return any(os.environ.get(v, "").strip().lower() in _TRUTHY for v in ("STELLAR_OFFLINE", "HF_HUB_OFFLINE"))
-
-
-def weights_dir() -> Path | None:
-    """``$STELLAR_WEIGHTS_DIR`` when set (a folder of ``<card>/<file>``)."""
-    value = os.environ.get("STELLAR_WEIGHTS_DIR")
-    return Path(value).expanduser() if value else None
-
-
-# ------------------------------------------------------------------------------------ card model
-def _frozen_map(value: Mapping[str, str] | None) -> Mapping[str, str] | None:
-    return None if value is None else MappingProxyType(dict(value))
 
 
 @dataclass(frozen=True)
@@ -208,234 +190,6 @@ class ModelFile:
     def trust(self) -> str:
         return TRUST_PINNED if self.sha256 else TRUST_FIRST_USE
 
-
-@dataclass(frozen=True)
-class HfSource:
-    """Hugging Face Hub repo at a revision.
-
-    ``files`` maps card file name -> path in the repo (default: the same name). For cards that list
-    no files, the repo is listed at the revision and every file matching ``allow_patterns`` is taken,
-    plus the first group of ``weights_preference`` that matches anything (so a repo carrying both
-    ``model.safetensors`` and ``pytorch_model.bin`` is fetched once, in the preferred format).
-    """
-
-    repo_id: str
-    revision: str
-    files: Mapping[str, str] | None = None
-    allow_patterns: tuple[str, ...] = ()
-    weights_preference: tuple[tuple[str, ...], ...] = ()
-    repo_type: str = "model"
-    kind: ClassVar[str] = "hf"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "files", _frozen_map(self.files))
-
-    @property
-    def pinned(self) -> bool:
-        return bool(_COMMIT_RE.match(self.revision))
-
-    def describe(self) -> str:
-        return f"hf {self.repo_id}@{self.revision if self.pinned else self.revision + ' (unpinned)'}"
-
-    def repo_path(self, filename: str) -> str:
-        return (self.files or {}).get(filename, filename)
-
-    def provides(self, filename: str, card: "ModelCard") -> bool:
-        return self.files is None or filename in self.files
-
-    def fetch(self, card: "ModelCard", filenames: list[str] | None, staging: Path, offline: bool) -> "_Fetched":
-        if offline:
-            raise _SourceError(f"{self.describe()}: offline, not attempted")
-        try:
-            import huggingface_hub
-        except ImportError as exc:  # pragma: no cover - huggingface_hub is a core dependency
-            raise _SourceError(f"{self.describe()}: huggingface_hub is not installed ({exc})") from exc
-        revision = _recorded_revision(card.name, self.repo_id) or self.revision
-        cache_dir = stellar_home() / "hf"
-        try:
-            if filenames is None:
-                listing = huggingface_hub.list_repo_files(self.repo_id, revision=revision, repo_type=self.repo_type)
-                filenames = self._select(listing)
-                if not filenames:
-                    raise _SourceError(f"{self.describe()}: no file of the repo matches {list(self.allow_patterns)}")
-            out: dict[str, Path] = {}
-            resolved: str | None = revision if _COMMIT_RE.match(revision) else None
-            for name in filenames:
-                got = huggingface_hub.hf_hub_download(
-                    self.repo_id,
-                    self.repo_path(name),
-                    revision=revision,
-                    repo_type=self.repo_type,
-                    cache_dir=str(cache_dir),
-                )
-                match = _SNAPSHOT_RE.search(str(got))
-                if match:  # the commit the revision resolved to, recorded for reproducibility
-                    resolved = match.group(1)
-                target = staging / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                _link_or_copy(Path(got).resolve(), target)
-                out[name] = target
-        except _SourceError:
-            raise
-        except Exception as exc:  # hub errors are many types (HTTP, repo not found, gated, ...)
-            raise _SourceError(f"{self.describe()}: {type(exc).__name__}: {exc}") from exc
-        return _Fetched(out, origin=self.describe(), revision=resolved)
-
-    def _select(self, listing: Iterable[str]) -> list[str]:
-        listing = sorted(listing)
-        chosen = [f for f in listing if any(fnmatch.fnmatchcase(f, p) for p in self.allow_patterns)]
-        for group in self.weights_preference:
-            weights = [f for f in listing if any(fnmatch.fnmatchcase(f, p) for p in group)]
-            if weights:
-                chosen += [f for f in weights if f not in chosen]
-                break
-        return chosen
-
-
-@dataclass(frozen=True)
-class UrlSource:
-    """A direct URL. ``archive``: None (the file itself), ``"bz2"`` (a compressed single file) or
-    ``"zip"`` (``members`` maps card file -> member path; a member is also found by its unique base
-    name, because some released zips nest their files one folder deeper than documented).
-    ``file``: for non-zip URLs, the card file this URL provides (default: the card's only file)."""
-
-    url: str
-    archive: str | None = None
-    members: Mapping[str, str] | None = None
-    file: str | None = None
-    kind: ClassVar[str] = "url"
-
-    def __post_init__(self) -> None:
-        if self.archive not in (None, "zip", "bz2"):
-            raise ValueError(f"UrlSource.archive must be None, 'zip' or 'bz2', not {self.archive!r}")
-        object.__setattr__(self, "members", _frozen_map(self.members))
-
-    def describe(self) -> str:
-        return f"url {self.url}" + (f" ({self.archive})" if self.archive else "")
-
-    def provides(self, filename: str, card: "ModelCard") -> bool:
-        if self.archive == "zip":
-            return self.members is None or filename in self.members
-        if self.file is not None:
-            return filename == self.file
-        return len(card.files) == 1
-
-    def fetch(self, card: "ModelCard", filenames: list[str] | None, staging: Path, offline: bool) -> "_Fetched":
-        if offline:
-            raise _SourceError(f"{self.describe()}: offline, not attempted")
-        if filenames is None:
-            raise _SourceError(f"{self.describe()}: cannot list files")
-        download = staging / ".download"
-        _download(self.url, download, desc=f"{card.name}: {PurePosixPath(self.url).name}")
-        out: dict[str, Path] = {}
-        if self.archive == "zip":
-            try:
-                with zipfile.ZipFile(download) as zf:
-                    names = zf.namelist()
-                    for name in filenames:
-                        member = _find_member(names, (self.members or {}).get(name, name))
-                        if member is None:
-                            raise _SourceError(f"{self.describe()}: no member '{name}' in the archive")
-                        out[name] = _extract(zf.open(member), staging / name)
-            except zipfile.BadZipFile as exc:
-                raise _SourceError(f"{self.describe()}: not a zip archive ({exc})") from exc
-        else:
-            (name,) = filenames
-            target = staging / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if self.archive == "bz2":
-                try:
-                    with bz2.open(download, "rb") as src:
-                        _extract(src, target)
-                except (OSError, EOFError) as exc:
-                    raise _SourceError(f"{self.describe()}: bad bz2 data ({exc})") from exc
-            else:
-                os.replace(download, target)
-            out[name] = target
-        download.unlink(missing_ok=True)
-        return _Fetched(out, origin=self.describe())
-
-
-@dataclass(frozen=True)
-class PypiSource:
-    """Member files of a published package ``package==version``.
-
-    ``members`` maps card file -> path inside the installed distribution / wheel
-    (e.g. ``facenet_pytorch/data/pnet.pt``). In an sdist the same path is looked up below the
-    sdist's top folder (``NAME-VERSION/`` or ``NAME-VERSION/src/``).
-    """
-
-    package: str
-    version: str
-    members: Mapping[str, str] = field(default_factory=dict)
-    kind: ClassVar[str] = "pypi"
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "members", _frozen_map(self.members))
-
-    @property
-    def spec(self) -> str:
-        return f"{self.package}=={self.version}"
-
-    def describe(self) -> str:
-        return f"pypi {self.spec}"
-
-    def provides(self, filename: str, card: "ModelCard") -> bool:
-        return filename in self.members
-
-    def installed_path(self, filename: str) -> Path | None:
-        """The member inside an installed distribution of exactly this version, if any."""
-        try:
-            dist = importlib.metadata.distribution(self.package)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-        if dist.version != self.version:
-            return None
-        path = Path(str(dist.locate_file(self.members[filename])))
-        return path if path.is_file() else None
-
-    def fetch(self, card: "ModelCard", filenames: list[str] | None, staging: Path, offline: bool) -> "_Fetched":
-        if filenames is None:
-            filenames = list(self.members)
-        out: dict[str, Path] = {}
-        remaining = []
-        for name in filenames:
-            installed = self.installed_path(name)
-            if installed is not None:  # a local copy: allowed offline
-                target = staging / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(installed, target)
-                out[name] = target
-            else:
-                remaining.append(name)
-        origin = f"{self.describe()} (installed)"
-        if remaining:
-            if offline:
-                raise _SourceError(f"{self.describe()}: not installed at this version, and offline: pip download not attempted")
-            artifact = self._pip_download(staging / ".pip")
-            origin = f"{self.describe()} ({artifact.name})"
-            for name in remaining:
-                out[name] = _extract_from_package(artifact, self.members[name], staging / name, self.describe())
-            shutil.rmtree(staging / ".pip", ignore_errors=True)
-        return _Fetched(out, origin=origin)
-
-    def _pip_download(self, dest: Path) -> Path:
-        dest.mkdir(parents=True, exist_ok=True)
-        cmd = _pip_download_command(self.spec, dest)
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise _SourceError(f"{self.describe()}: pip download failed to run ({exc})") from exc
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
-            raise _SourceError(f"{self.describe()}: pip download exited {proc.returncode}: {' | '.join(tail)}")
-        artifacts = sorted(p for p in dest.iterdir() if p.suffix in (".whl", ".zip") or p.name.endswith((".tar.gz", ".tgz")))
-        if not artifacts:
-            raise _SourceError(f"{self.describe()}: pip download produced no wheel or sdist in {dest}")
-        return artifacts[0]
-
-
-Source = Union[HfSource, UrlSource, PypiSource]
 
 
 @dataclass(frozen=True)
@@ -529,12 +283,6 @@ class VerifyResult:
         return f"{head} [{self.where}] {note}"
 
 
-@dataclass
-class _Fetched:
-    files: dict[str, Path]
-    origin: str
-    revision: str | None = None
-
 
 # --------------------------------------------------------------------------------- file helpers
 _HASH_MEMO: dict[tuple[str, int, int], str] = {}
@@ -547,83 +295,6 @@ def _sha256(path: Path) -> str:
     if key not in _HASH_MEMO:
         _HASH_MEMO[key] = sha256_file(path)
     return _HASH_MEMO[key]
-
-
-def _link_or_copy(src: Path, dst: Path) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:  # other file system, or links not allowed
-        shutil.copyfile(src, dst)
-
-
-def _extract(stream, target: Path) -> Path:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with stream, open(target, "wb") as out:
-        shutil.copyfileobj(stream, out, length=1 << 20)
-    return target
-
-
-def _find_member(names: Sequence[str], wanted: str) -> str | None:
-    """Exact member path, else the unique member whose base name is ``wanted``'s base name."""
-    if wanted in names:
-        return wanted
-    base = PurePosixPath(wanted).name
-    hits = [n for n in names if PurePosixPath(n).name == base and not n.endswith("/")]
-    return hits[0] if len(hits) == 1 else None
-
-
-def _extract_from_package(artifact: Path, member: str, target: Path, label: str) -> Path:
-    """Unpack ``member`` from a wheel (zip) or sdist (tar.gz / zip); sdist paths sit below a top folder."""
-    try:
-        if artifact.suffix in (".whl", ".zip"):
-            with zipfile.ZipFile(artifact) as zf:
-                name = _package_member(zf.namelist(), member)
-                if name is None:
-                    raise _SourceError(f"{label}: {artifact.name} has no member {member}")
-                return _extract(zf.open(name), target)
-        with tarfile.open(artifact, "r:*") as tf:
-            name = _package_member(tf.getnames(), member)
-            stream = tf.extractfile(name) if name is not None else None
-            if stream is None:
-                raise _SourceError(f"{label}: {artifact.name} has no member {member}")
-            return _extract(stream, target)
-    except (zipfile.BadZipFile, tarfile.TarError, OSError) as exc:
-        raise _SourceError(f"{label}: cannot read {artifact.name} ({exc})") from exc
-
-
-def _package_member(names: Sequence[str], member: str) -> str | None:
-    if member in names:  # wheel layout
-        return member
-    for name in names:  # sdist layout: TOP/member or TOP/src/member
-        parts = name.split("/", 1)
-        if len(parts) == 2 and parts[1] in (member, f"src/{member}"):
-            return name
-    return None
-
-
-def _pip_download_command(spec: str, dest: Path) -> list[str]:
-    """The pip command fetching one distribution (no dependencies) into ``dest``.
-
-    pip reads its usual configuration (``PIP_INDEX_URL``, ``PIP_FIND_LINKS``, ``pip.conf``), so
-    mirrors and private indexes work without options here."""
-    return [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "--no-input", spec, "-d", str(dest)]
-
-
-def _download(url: str, target: Path, desc: str) -> None:
-    """Stream ``url`` to ``target`` with a progress bar; any failure -> _SourceError."""
-    from tqdm.auto import tqdm
-
-    request = urllib.request.Request(url, headers={"User-Agent": "stellar-bench"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as resp, open(target, "wb") as out:
-            total = resp.headers.get("Content-Length")
-            with tqdm(total=int(total) if total else None, unit="B", unit_scale=True, desc=desc, leave=False) as bar:
-                while block := resp.read(1 << 20):
-                    out.write(block)
-                    bar.update(len(block))
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        target.unlink(missing_ok=True)
-        raise _SourceError(f"url {url}: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------------- hashes.json
@@ -668,6 +339,149 @@ def _recorded_files(name: str) -> list[str]:
     return sorted(_read_records(name)["files"])
 
 
+
+# ------------------------------------------------------------------------------- card data files
+_CARD_KEYS = {
+    "name": str, "task": str, "description": str, "order": int, "aliases": list, "files": list, "sources": list,
+    "requires": list, "licence": str, "citation": str, "preprocessing": dict, "notes": str,
+}  # fmt: skip
+_REQUIRED = ("name", "task", "files", "sources", "licence", "citation")
+_FILE_KEYS = {"name": str, "sha256": str, "size": int}
+_SOURCE_KEYS = {
+    "hf": {"repo_id": str, "revision": str, "files": dict, "allow_patterns": list, "weights_preference": list, "repo_type": str},
+    "url": {"url": str, "archive": str, "members": dict, "file": str},
+    "pypi": {"package": str, "version": str, "members": dict},
+}
+_SOURCE_REQUIRED = {"hf": ("repo_id", "revision"), "url": ("url",), "pypi": ("package", "version", "members")}
+
+
+def _check_fields(data: Any, spec: Mapping[str, type], required: Sequence[str], where: str, origin: str) -> None:
+    if not isinstance(data, dict):
+        raise CardFormatError(f"{origin}: {where} must be an object, not {type(data).__name__}")
+    unknown = sorted(set(data) - set(spec))
+    if unknown:
+        raise CardFormatError(f"{origin}: {where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(spec)}")
+    for key in required:
+        if key not in data:
+            raise CardFormatError(f"{origin}: {where}: missing required field '{key}'")
+    for key, value in data.items():
+        kind = spec[key]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise CardFormatError(f"{origin}: {where}: field '{key}' must be {kind.__name__}, not {type(value).__name__}")
+
+
+def _strings(value: list, field_name: str, origin: str) -> tuple[str, ...]:
+    if not all(isinstance(v, str) for v in value):
+        raise CardFormatError(f"{origin}: field '{field_name}' must be a list of strings")
+    return tuple(value)
+
+
+def _source_from_data(data: Any, index: int, origin: str) -> Source:
+    where = f"sources[{index}]"
+    if not isinstance(data, dict) or data.get("kind") not in SOURCE_KINDS:
+        raise CardFormatError(f"{origin}: {where}: 'kind' must be one of {', '.join(SOURCE_KINDS)}")
+    kind = data["kind"]
+    fields_ = {k: v for k, v in data.items() if k != "kind"}
+    _check_fields(fields_, _SOURCE_KEYS[kind], _SOURCE_REQUIRED[kind], f"{where} ({kind})", origin)
+    if "allow_patterns" in fields_:
+        fields_["allow_patterns"] = _strings(fields_["allow_patterns"], f"{where}.allow_patterns", origin)
+    if "weights_preference" in fields_:
+        groups = fields_["weights_preference"]
+        if not all(isinstance(g, list) for g in groups):
+            raise CardFormatError(f"{origin}: {where}.weights_preference must be a list of lists of patterns")
+        fields_["weights_preference"] = tuple(_strings(g, f"{where}.weights_preference", origin) for g in groups)
+    try:
+        return SOURCE_KINDS[kind](**fields_)
+    except ValueError as exc:
+        raise CardFormatError(f"{origin}: {where}: {exc}") from None
+
+
+def card_from_data(data: Any, origin: str) -> "ModelCard":
+    """A :class:`ModelCard` from parsed card data; any problem -> :class:`CardFormatError` naming ``origin``."""
+    _check_fields(data, _CARD_KEYS, _REQUIRED, "card", origin)
+    files = []
+    for i, f in enumerate(data["files"]):
+        _check_fields(f, _FILE_KEYS, ("name",), f"files[{i}]", origin)
+        sha = f.get("sha256")
+        if sha is not None and not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise CardFormatError(f"{origin}: files[{i}] ({f['name']}): sha256 must be 64 lowercase hex digits")
+        files.append(ModelFile(f["name"], sha, f.get("size")))
+    try:
+        return ModelCard(
+            name=data["name"],
+            task=data["task"],
+            sources=tuple(_source_from_data(s, i, origin) for i, s in enumerate(data["sources"])),
+            files=tuple(files),
+            licence=data["licence"],
+            citation=data["citation"],
+            preprocessing=data.get("preprocessing", {}),
+            description=data.get("description", ""),
+            requires=_strings(data.get("requires", []), "requires", origin),
+            aliases=_strings(data.get("aliases", []), "aliases", origin),
+            notes=data.get("notes", ""),
+        )
+    except ValueError as exc:
+        raise CardFormatError(f"{origin}: {exc}") from None
+
+
+def _read_card(path: Path) -> tuple[dict, "ModelCard"]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise CardFormatError(f"{path}: not a readable JSON card ({exc})\n  fix: see docs/model-cards.md for the format") from None
+    card = card_from_data(data, str(path))
+    if card.name != path.stem:
+        raise CardFormatError(f"{path}: card name {card.name!r} differs from the file name; rename one of them")
+    return data, card
+
+
+def load_card_file(path: str | Path) -> "ModelCard":
+    """Read and validate one card file (JSON); its ``name`` must equal the file's stem."""
+    return _read_card(Path(path))[1]
+
+
+def _card_paths() -> list[Path]:
+    folder = resources.files(CARDS_PACKAGE)
+    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".json"))
+
+
+@lru_cache(maxsize=1)
+def _load_cards() -> tuple[tuple["ModelCard", ...], dict[str, "ModelCard"]]:
+    """Every card file, in ``order`` (then name), and the name/alias index (duplicates refused)."""
+    loaded = []
+    for path in _card_paths():
+        data, card = _read_card(path)
+        loaded.append((data.get("order", 10_000), card.name, card, path))
+    loaded.sort(key=lambda t: (t[0], t[1]))
+    cards = tuple(t[2] for t in loaded)
+    index = _index(cards)
+    for _, _, card, path in loaded:
+        for dep in card.requires:
+            if dep not in index:
+                raise CardFormatError(f"{path}: 'requires' names unknown card {dep!r}")
+    return cards, index
+
+
+def _cards() -> dict[str, "ModelCard"]:
+    """Name/alias -> card (tests may add entries)."""
+    return _load_cards()[1]
+
+
+def _cards_in_order() -> list["ModelCard"]:
+    index = _cards()
+    seen: dict[str, ModelCard] = {}
+    for card in (*_load_cards()[0], *index.values()):
+        seen.setdefault(card.name, card)
+    return list(seen.values())
+
+
+def __getattr__(name: str) -> Any:  # PEP 562: ``registry.CARDS`` stays available, loaded on first use
+    if name == "CARDS":
+        return tuple(_cards_in_order())
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+
 # ------------------------------------------------------------------------------ card registry
 def _index(cards: Sequence[ModelCard]) -> dict[str, ModelCard]:
     index: dict[str, ModelCard] = {}
@@ -681,15 +495,15 @@ def _index(cards: Sequence[ModelCard]) -> dict[str, ModelCard]:
 
 def get_card(name: str) -> ModelCard:
     """The card called ``name`` (or one of its aliases); unknown -> :class:`UnknownModelError` with close matches."""
-    card = _BY_NAME.get(name)
+    card = _cards().get(name)
     if card is None:
-        raise UnknownModelError(name, difflib.get_close_matches(name, list(_BY_NAME), n=4, cutoff=0.5))
+        raise UnknownModelError(name, difflib.get_close_matches(name, list(_cards()), n=4, cutoff=0.5))
     return card
 
 
 def list_cards(task: str | None = None) -> list[ModelCard]:
     """All cards (in declaration order), optionally only those of one ``task``."""
-    return [c for c in CARDS if task is None or c.task == task]
+    return [c for c in _cards_in_order() if task is None or c.task == task]
 
 
 # ------------------------------------------------------------------------------ local overrides
@@ -719,6 +533,7 @@ def set_local_override(name: str, path: str | Path) -> None:
 
 def clear_local_overrides() -> None:
     _LOCAL_OVERRIDES.clear()
+    _NON_REFERENCE.clear()
 
 
 def local_override(name: str) -> Path | None:
@@ -768,12 +583,43 @@ def _expected(card: ModelCard, filename: str) -> tuple[str | None, int | None, s
     return None, spec.size, TRUST_FIRST_USE
 
 
+class NonReferenceWeightsWarning(UserWarning):
+    """An explicitly given local weights file differs from the card's pinned file (used, and recorded)."""
+
+
+#: card -> {file: sha256} of explicitly given local files that differ from the pinned ones (this process).
+_NON_REFERENCE: dict[str, dict[str, str]] = {}
+
+
+def non_reference_weights() -> dict[str, dict[str, str]]:
+    """``{card: {file: sha256}}`` of the explicitly given (``--weights``) files that are not the pinned
+    reference files, used so far in this process. Runs record it and are marked "non-reference weights"."""
+    return {card: dict(files) for card, files in _NON_REFERENCE.items()}
+
+
+def weights_note(card_name: str) -> str:
+    """``""`` for reference weights, else ``"!non-reference:<file>=<sha256>,..."`` for protocol strings."""
+    files = _NON_REFERENCE.get(get_card(card_name).name)
+    return "" if not files else "!non-reference:" + ",".join(f"{f}={sha}" for f, sha in sorted(files.items()))
+
+
 def _check_local(card: ModelCard, filename: str, path: Path) -> Path:
     spec = card.file(filename)
     if spec.sha256:
         actual = _sha256(path)
         if actual != spec.sha256:
-            raise HashMismatchError(path, spec.sha256, actual, card.name, filename, origin="local weights")
+            if _LOCAL_OVERRIDES.get(card.name) is None or _LOCAL_OVERRIDES[card.name].is_dir():
+                # found implicitly ($STELLAR_WEIGHTS_DIR or inside a folder): the card promises its weights
+                raise HashMismatchError(path, spec.sha256, actual, card.name, filename, origin="local weights")
+            if _NON_REFERENCE.get(card.name, {}).get(filename) != actual:
+                _NON_REFERENCE.setdefault(card.name, {})[filename] = actual
+                warnings.warn(
+                    f"--weights {card.name}={path}: sha256 {actual} is not the reference file of model card "
+                    f"'{card.name}' ({spec.sha256}); using it as asked. Results are marked 'non-reference weights' "
+                    "and are not comparable with runs on the reference weights.",
+                    NonReferenceWeightsWarning,
+                    stacklevel=3,
+                )
     return path
 
 
@@ -881,8 +727,9 @@ def _fetch_into_cache(card: ModelCard, filenames: list[str] | None) -> dict[str,
         staging = Path(tempfile.mkdtemp(dir=folder, prefix=".partial-"))
         try:
             try:
-                got = source.fetch(card, wanted, staging, offline)
-            except _SourceError as exc:
+                revision = _recorded_revision(card.name, source.repo_id) if isinstance(source, HfSource) else None
+                got = source.fetch(card, wanted, staging, offline, revision=revision)
+            except SourceError as exc:
                 attempts.append(str(exc))
                 continue
             installed.update(_install(card, got))
@@ -901,7 +748,7 @@ def _fetch_into_cache(card: ModelCard, filenames: list[str] | None) -> dict[str,
     return installed
 
 
-def _install(card: ModelCard, got: _Fetched) -> dict[str, Path]:
+def _install(card: ModelCard, got: Fetched) -> dict[str, Path]:
     """Verify every staged file, then move them into the cache and record their hashes.
 
     All files are verified before any is moved, so a mismatch leaves the cache as it was."""
@@ -910,10 +757,17 @@ def _install(card: ModelCard, got: _Fetched) -> dict[str, Path]:
     for name, staged in got.files.items():
         sha, size, trust = _expected(card, name)
         actual = sha256_file(staged)
+        upstream = got.expected.get(name)
+        problem = None
         if sha is not None and actual != sha:
-            raise HashMismatchError(folder / name, sha, actual, card.name, name, origin=got.origin)
-        if sha is None and size is not None and staged.stat().st_size != size:
-            raise HashMismatchError(folder / name, f"(size {size})", f"{actual} (size {staged.stat().st_size})", card.name, name, got.origin)
+            problem = HashMismatchError(folder / name, sha, actual, card.name, name, origin=got.origin)
+        elif upstream is not None and actual != upstream:  # the hub's own sha256 (LFS ETag) of this file
+            problem = HashMismatchError(folder / name, upstream, actual, card.name, name, origin=got.origin + ", the hub's LFS sha256")
+        elif sha is None and size is not None and staged.stat().st_size != size:
+            problem = HashMismatchError(folder / name, f"(size {size})", f"{actual} (size {staged.stat().st_size})", card.name, name, got.origin)
+        if problem is not None:
+            _discard(got.discard.get(name, []))  # the corrupt download must not be reused by a retry
+            raise problem
         checked.append((name, staged, actual, trust))
     records = _read_records(card.name)
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -936,7 +790,21 @@ def _install(card: ModelCard, got: _Fetched) -> dict[str, Path]:
             if isinstance(source, HfSource) and got.origin == source.describe():
                 records["revisions"][source.repo_id] = got.revision
     _write_records(card.name, records)
+    for paths in got.discard.values():  # installed: a resumable .part is no longer needed (hub blobs stay)
+        _discard([p for p in paths if Path(p).suffix == ".part"])
     return out
+
+
+def _discard(paths: Sequence[Path]) -> None:
+    """Delete downloads (and an emptied ``.downloads/`` folder)."""
+    for path in map(Path, paths):
+        path.unlink(missing_ok=True)
+        if path.parent.name == ".downloads":
+            try:
+                path.parent.rmdir()
+            except OSError:  # not empty: another download is in progress
+                pass
+
 
 
 # ----------------------------------------------------------------------------------- verification
@@ -945,7 +813,7 @@ def verify(name: str | Sequence[str] | None = None) -> list[VerifyResult]:
 
     Status per file: ``ok`` (matches the pinned or first-download hash), ``mismatch``, ``missing``,
     ``unpinned`` (a local file of a card without a pinned hash: used as given)."""
-    names = [c.name for c in CARDS] if name is None else [name] if isinstance(name, str) else list(name)
+    names = [c.name for c in _cards_in_order()] if name is None else [name] if isinstance(name, str) else list(name)
     results = []
     for card_name in names:
         card = get_card(card_name)
@@ -988,6 +856,7 @@ def _verify_file(card: ModelCard, filename: str) -> VerifyResult:
     return VerifyResult(card.name, filename, "ok" if actual == sha else "mismatch", path, sha, actual, trust)
 
 
+
 # ------------------------------------------------------------------------------------ reporting
 def card_summary(card: ModelCard) -> dict:
     """JSON-able description of a card and its cache state (for ``stellar models list --json``)."""
@@ -1027,394 +896,3 @@ def card_summary(card: ModelCard) -> dict:
     }
 
 
-# ======================================================================================== CARDS
-# Data only below. sha256/size values: computed here from the files shipped in facenet-pytorch 2.6.0
-# and face-recognition-models 0.3.0 (they match the wheels' RECORD), or taken from several
-# independent public references that agree (facenet 20180402-114759, buffalo_l). Hub revisions are
-# commits seen pinned in public code; the rest are trust-on-first-use (see the module docstring).
-
-_FACENET_PYTORCH = PypiSource(
-    "facenet-pytorch",
-    "2.6.0",
-    {f"{n}.pt": f"facenet_pytorch/data/{n}.pt" for n in ("pnet", "rnet", "onet")},
-)
-
-
-def _dlib_sources(filename: str) -> tuple[Source, ...]:
-    return (
-        PypiSource("face-recognition-models", "0.3.0", {filename: f"face_recognition_models/models/{filename}"}),
-        UrlSource(f"http://dlib.net/files/{filename}.bz2", archive="bz2", file=filename),
-    )
-
-
-_DLIB_LICENCE = (
-    "CC0-1.0 for the model files (LICENSE shipped in face-recognition-models 0.3.0; package metadata says MIT); "
-    "models by Davis King, dlib (Boost Software License)"
-)
-_DLIB_CITATION = "D. E. King, Dlib-ml: A Machine Learning Toolkit, JMLR 10, 2009. Models: github.com/davisking/dlib-models"
-
-_INSIGHTFACE_LICENCE = (
-    "NON-COMMERCIAL RESEARCH ONLY: insightface's pretrained models (incl. auto-downloaded model packs) are "
-    "released for non-commercial research purposes only; the insightface code is MIT"
-)
-_ARCFACE_PREPROCESSING = {
-    "detector_input": "RGB, resized to fit 640x640 (aspect kept, zero-padded), (x - 127.5) / 128",
-    "alignment": "5-point similarity transform to the ArcFace 112x112 template",
-    "recognition_input": [112, 112],
-    "recognition_normalisation": "(x - 127.5) / 127.5, RGB",
-    "embedding_dim": 512,
-    "l2_normalised": True,
-}
-
-_HF_TRANSFORMERS_CONFIG = (
-    "config.json",
-    "preprocessor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-    "added_tokens.json",
-)
-#: Weight files in preference order: safetensors if the repo has them, else the pickled .bin.
-_HF_WEIGHTS = (
-    ("model.safetensors", "model-*-of-*.safetensors", "model.safetensors.index.json"),
-    ("pytorch_model.bin", "pytorch_model-*-of-*.bin", "pytorch_model.bin.index.json"),
-)
-
-_CLIP_OPENAI_NORM = {"mean": [0.48145466, 0.4578275, 0.40821073], "std": [0.26862954, 0.26130258, 0.27577711]}
-_SD_TOKENIZER = ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")
-_SDXL_FILES = (
-    "model_index.json",
-    "scheduler/scheduler_config.json",
-    "text_encoder/config.json",
-    "text_encoder/model.safetensors",
-    "text_encoder_2/config.json",
-    "text_encoder_2/model.safetensors",
-    *(f"tokenizer/{n}" for n in _SD_TOKENIZER),
-    *(f"tokenizer_2/{n}" for n in _SD_TOKENIZER),
-    "unet/config.json",
-    "unet/diffusion_pytorch_model.safetensors",
-    "vae/config.json",
-    "vae/diffusion_pytorch_model.safetensors",
-)
-_CLIP_L_FILES = (
-    "config.json",
-    "merges.txt",
-    "model.safetensors",
-    "preprocessor_config.json",
-    "special_tokens_map.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "vocab.json",
-)
-
-CARDS: tuple[ModelCard, ...] = (
-    # ------------------------------------------------------------------ faces (issue 3)
-    ModelCard(
-        name="mtcnn",
-        task="face-detection",
-        description="MTCNN P-Net/R-Net/O-Net weights as shipped in the facenet-pytorch wheel",
-        sources=(_FACENET_PYTORCH,),
-        files=(
-            ModelFile("pnet.pt", "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f", 28570),
-            ModelFile("rnet.pt", "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86", 403147),
-            ModelFile("onet.pt", "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d", 1559269),
-        ),
-        licence="MIT (facenet-pytorch, which ported the original MTCNN Caffe weights via davidsandberg/facenet, MIT)",
-        citation=(
-            "K. Zhang, Z. Zhang, Z. Li, Y. Qiao, Joint Face Detection and Alignment using Multitask Cascaded "
-            "Convolutional Networks, IEEE Signal Processing Letters 23(10), 2016"
-        ),
-        preprocessing={
-            "input": "RGB uint8 HxWx3",
-            "normalisation": "(x - 127.5) * 0.0078125",
-            "min_face_size": 20,
-            "scale_factor": 0.709,
-            "thresholds": [0.6, 0.7, 0.7],
-            "landmarks": "5: left eye, right eye, nose, left mouth, right mouth",
-        },
-    ),
-    ModelCard(
-        name="facenet-vggface2",
-        task="face-embedding",
-        description="InceptionResnetV1 trained on VGGFace2 (David Sandberg's 20180402-114759), facenet-pytorch state dict",
-        sources=(UrlSource("https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/20180402-114759-vggface2.pt"),),
-        files=(ModelFile("20180402-114759-vggface2.pt", "281cebca8662831adb987a874bdcb36e73f5b1c6dc5ee5878f305e985625d99b", 111898327),),
-        licence=(
-            "MIT for the code and weight conversion (facenet-pytorch, davidsandberg/facenet); the weights were trained "
-            "on VGGFace2, whose images are licensed for non-commercial research — check its terms before other uses"
-        ),
-        citation=(
-            "F. Schroff, D. Kalenichenko, J. Philbin, FaceNet: A Unified Embedding for Face Recognition and Clustering, "
-            "CVPR 2015; Q. Cao et al., VGGFace2: A dataset for recognising faces across pose and age, FG 2018"
-        ),
-        preprocessing={
-            "input_size": [160, 160],
-            "crop": "detector box (MTCNN, margin 0), resized to 160x160 (facenet-pytorch extract_face)",
-            "normalisation": "(x - 127.5) / 128.0 (fixed_image_standardization)",
-            "embedding_dim": 512,
-            "l2_normalised": True,
-        },
-    ),
-    ModelCard(
-        name="dlib-shape-predictor-5",
-        task="face-landmarks",
-        description="dlib 5-point face landmark predictor (used to build dlib face chips)",
-        sources=_dlib_sources("shape_predictor_5_face_landmarks.dat"),
-        files=(ModelFile("shape_predictor_5_face_landmarks.dat", "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888", 9150489),),
-        licence=_DLIB_LICENCE,
-        citation=_DLIB_CITATION,
-        preprocessing={"input": "RGB uint8 + a face rectangle", "landmarks": 5},
-    ),
-    ModelCard(
-        name="dlib-resnet-v1",
-        task="face-embedding",
-        description="dlib ResNet-29 face recognition model (128-d), dlib_face_recognition_resnet_model_v1",
-        sources=_dlib_sources("dlib_face_recognition_resnet_model_v1.dat"),
-        files=(ModelFile("dlib_face_recognition_resnet_model_v1.dat", "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30", 22466066),),
-        licence=_DLIB_LICENCE,
-        citation=_DLIB_CITATION,
-        preprocessing={
-            "alignment": "dlib get_face_chip from 5 landmarks (dlib-shape-predictor-5), 150x150, padding 0.25",
-            "embedding_dim": 128,
-            "l2_normalised": "no (dlib output); Stellar L2-normalises",
-        },
-        requires=("dlib-shape-predictor-5",),
-    ),
-    ModelCard(
-        name="dlib-mmod-cnn",
-        task="face-detection",
-        description="dlib MMOD CNN face detector (mmod_human_face_detector)",
-        sources=_dlib_sources("mmod_human_face_detector.dat"),
-        files=(ModelFile("mmod_human_face_detector.dat", "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6", 729940),),
-        licence=_DLIB_LICENCE,
-        citation=_DLIB_CITATION + "; D. E. King, Max-Margin Object Detection, arXiv:1502.00046",
-        preprocessing={"input": "RGB uint8", "upsample": "0-2 times for small faces"},
-    ),
-    ModelCard(
-        name="arcface-buffalo-l",
-        task="face-embedding",
-        description="insightface buffalo_l pack: SCRFD-10GF detector (det_10g) + ArcFace R50 trained on WebFace600K (w600k_r50)",
-        sources=(
-            UrlSource(
-                "https://github.com/deepinsight/insightface/releases/download/v0.7/buffalo_l.zip",
-                archive="zip",
-                members={"det_10g.onnx": "det_10g.onnx", "w600k_r50.onnx": "w600k_r50.onnx"},
-            ),
-            HfSource(
-                "public-data/insightface",
-                "33c1063c49c785b7652d3fd529f86fa4f149392b",
-                files={"det_10g.onnx": "models/buffalo_l/det_10g.onnx", "w600k_r50.onnx": "models/buffalo_l/w600k_r50.onnx"},
-            ),
-        ),
-        files=(
-            ModelFile("det_10g.onnx", "5838f7fe053675b1c7a08b633df49e7af5495cee0493c7dcf6697200b85b5b91", 16923827),
-            ModelFile("w600k_r50.onnx", "4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43", 174383860),
-        ),
-        licence=_INSIGHTFACE_LICENCE,
-        citation=(
-            "J. Deng et al., ArcFace: Additive Angular Margin Loss for Deep Face Recognition, CVPR 2019; "
-            "J. Guo et al., Sample and Computation Redistribution for Efficient Face Detection (SCRFD), ICLR 2022; "
-            "Z. Zhu et al., WebFace260M, CVPR 2021"
-        ),
-        preprocessing=_ARCFACE_PREPROCESSING,
-    ),
-    ModelCard(
-        name="arcface-antelopev2",
-        task="face-embedding",
-        aliases=("arcface-r100-glint360k",),
-        description="insightface antelopev2 pack: SCRFD-10GF with keypoints + ArcFace ResNet100 trained on Glint360K (glintr100)",
-        sources=(
-            UrlSource(
-                "https://github.com/deepinsight/insightface/releases/download/v0.7/antelopev2.zip",
-                archive="zip",
-                # the released zip nests its files in antelopev2/; members are also found by base name
-                members={"scrfd_10g_bnkps.onnx": "antelopev2/scrfd_10g_bnkps.onnx", "glintr100.onnx": "antelopev2/glintr100.onnx"},
-            ),
-        ),
-        files=(ModelFile("scrfd_10g_bnkps.onnx"), ModelFile("glintr100.onnx")),
-        licence=_INSIGHTFACE_LICENCE,
-        citation=(
-            "J. Deng et al., ArcFace, CVPR 2019; X. An et al., Partial FC: Training 10 Million Identities on a Single "
-            "Machine (Glint360K), ICCVW 2021; J. Guo et al., SCRFD, ICLR 2022"
-        ),
-        preprocessing=_ARCFACE_PREPROCESSING,
-        notes="sha256 recorded on first download (the zip could not be fetched where the card was written)",
-    ),
-    # ------------------------------------------------------------------ CLIP and other backbones (later issues)
-    ModelCard(
-        name="clip-vit-l-14-openai",
-        task="clip",
-        description="OpenAI CLIP ViT-L/14 (224 px), transformers format",
-        sources=(HfSource("openai/clip-vit-large-patch14", "32bd64288804d66eefd0ccbe215aa642df71cc41"),),
-        files=tuple(ModelFile(n) for n in _CLIP_L_FILES),
-        licence="MIT (openai/CLIP); see the model card's intended-use section",
-        citation="A. Radford et al., Learning Transferable Visual Models From Natural Language Supervision, ICML 2021",
-        preprocessing={"input_size": 224, "resize": "shortest side 224, bicubic, center crop", **_CLIP_OPENAI_NORM},
-    ),
-    ModelCard(
-        name="clip-vit-bigg-14-laion2b",
-        task="clip",
-        description="OpenCLIP ViT-bigG/14 trained on LAION-2B (39B samples seen), transformers format",
-        sources=(
-            HfSource(
-                "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k",
-                "743c27bd53dfe508a0ade0f50698f99b39d03bec",
-                allow_patterns=_HF_TRANSFORMERS_CONFIG,
-                weights_preference=_HF_WEIGHTS,
-            ),
-        ),
-        files=(),
-        licence="MIT (LAION OpenCLIP weights)",
-        citation="M. Cherti et al., Reproducible scaling laws for contrastive language-image learning, CVPR 2023",
-        preprocessing={"input_size": 224, "resize": "shortest side 224, bicubic, center crop", **_CLIP_OPENAI_NORM},
-        notes="files discovered from the repo listing at the pinned revision; sha256 recorded on first download",
-    ),
-    ModelCard(
-        name="owlvit-large-patch14",
-        task="open-vocab-detection",
-        description="OWL-ViT ViT-L/14 open-vocabulary detector (840 px), transformers format",
-        sources=(HfSource("google/owlvit-large-patch14", "main", allow_patterns=_HF_TRANSFORMERS_CONFIG, weights_preference=_HF_WEIGHTS),),
-        files=(),
-        licence="Apache-2.0",
-        citation="M. Minderer et al., Simple Open-Vocabulary Object Detection with Vision Transformers, ECCV 2022",
-        preprocessing={"input_size": 840, "resize": "840x840, bicubic", **_CLIP_OPENAI_NORM},
-        notes="revision to be pinned: no public commit id found; the commit 'main' resolves to at first fetch is recorded and reused",
-    ),
-    ModelCard(
-        name="blip-vqa-base",
-        task="vqa",
-        description="BLIP VQA (ViT-B), the RFS relation scorer --relation-scorer vqa: p(yes) to 'Is the person {predicate} the {object}?'",
-        sources=(HfSource("Salesforce/blip-vqa-base", "main", allow_patterns=(*_HF_TRANSFORMERS_CONFIG, "vocab.txt"), weights_preference=_HF_WEIGHTS),),
-        files=(),
-        licence="BSD-3-Clause",
-        citation="J. Li, D. Li, C. Xiong, S. Hoi, BLIP: Bootstrapping Language-Image Pre-training for Unified Vision-Language Understanding and Generation, ICML 2022",
-        preprocessing={"input_size": 384, "resize": "384x384, bicubic", **_CLIP_OPENAI_NORM},
-        notes="revision to be pinned: the commit 'main' resolves to at first fetch is recorded and reused",
-    ),
-    ModelCard(
-        name="owlv2-large-patch14-ensemble",
-        task="open-vocab-detection",
-        description="OWLv2 ViT-L/14 (self-trained + fine-tuned ensemble, 1008 px), transformers format",
-        sources=(
-            HfSource(
-                "google/owlv2-large-patch14-ensemble",
-                "d638f16c163f70a8b6bd643b2ddbfc8be2c34807",
-                allow_patterns=_HF_TRANSFORMERS_CONFIG,
-                weights_preference=_HF_WEIGHTS,
-            ),
-        ),
-        files=(),
-        licence="Apache-2.0",
-        citation="M. Minderer, A. Gritsenko, N. Houlsby, Scaling Open-Vocabulary Object Detection, NeurIPS 2023",
-        preprocessing={"input_size": 1008, "resize": "pad to square (gray 0.5), resize 1008x1008", **_CLIP_OPENAI_NORM},
-    ),
-    ModelCard(
-        name="grounding-dino-base",
-        task="open-vocab-detection",
-        description="Grounding DINO (Swin-B), transformers format",
-        sources=(
-            HfSource(
-                "IDEA-Research/grounding-dino-base",
-                "12bdfa3120f3e7ec7b434d90674b3396eccf88eb",
-                allow_patterns=(*_HF_TRANSFORMERS_CONFIG, "vocab.txt"),
-                weights_preference=_HF_WEIGHTS,
-            ),
-        ),
-        files=(),
-        licence="Apache-2.0",
-        citation="S. Liu et al., Grounding DINO: Marrying DINO with Grounded Pre-Training for Open-Set Object Detection, ECCV 2024",
-        preprocessing={"resize": "shortest side 800, longest <= 1333", "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]},
-    ),
-    ModelCard(
-        name="dino-vits16",
-        task="image-embedding",
-        description="DINO ViT-S/16 self-supervised image features (the DINO metric of DreamBooth)",
-        sources=(
-            HfSource(
-                "facebook/dino-vits16",
-                "abe3b354cb6a9b6f146096b14a4a9d7eecbcb4bd",
-                allow_patterns=("config.json", "preprocessor_config.json"),
-                weights_preference=_HF_WEIGHTS,
-            ),
-        ),
-        files=(),
-        licence="Apache-2.0",
-        citation="M. Caron et al., Emerging Properties in Self-Supervised Vision Transformers, ICCV 2021",
-        # what the checkpoint's own preprocessor_config.json does (used as shipped), not DINO's training transform
-        preprocessing={"input_size": 224, "resize": "224x224, bilinear, no crop", "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
-    ),
-    ModelCard(
-        name="clip-vit-h-14-laion2b-processor",
-        task="processor",
-        description="Tokenizer and image-processor files of laion/CLIP-ViT-H-14-laion2B-s32B-b79K (what PickScore uses)",
-        sources=(
-            HfSource(
-                "laion/CLIP-ViT-H-14-laion2B-s32B-b79K",
-                "1c2b8495b28150b8a4922ee1c8edee224c284c0c",
-                allow_patterns=tuple(p for p in _HF_TRANSFORMERS_CONFIG if p != "config.json"),
-            ),
-        ),
-        files=(),
-        licence="MIT (LAION OpenCLIP)",
-        citation="M. Cherti et al., Reproducible scaling laws for contrastive language-image learning, CVPR 2023",
-        preprocessing={"input_size": 224, "resize": "shortest side 224, bicubic, center crop", **_CLIP_OPENAI_NORM},
-    ),
-    ModelCard(
-        name="pickscore-v1",
-        task="preference",
-        description="PickScore v1: CLIP-H fine-tuned on Pick-a-Pic human preferences, transformers format",
-        sources=(
-            HfSource(
-                "yuvalkirstain/PickScore_v1",
-                "a4e4367c6dfa7288a00c550414478f865b875800",
-                allow_patterns=("config.json",),
-                weights_preference=_HF_WEIGHTS,
-            ),
-        ),
-        files=(),
-        requires=("clip-vit-h-14-laion2b-processor",),
-        licence="MIT (PickScore repository)",
-        citation="Y. Kirstain et al., Pick-a-Pic: An Open Dataset of User Preferences for Text-to-Image Generation, NeurIPS 2023",
-        preprocessing={"processor": "clip-vit-h-14-laion2b-processor", "score": "logit_scale.exp() * cosine(image, text) (the model's own scale, ~100)"},
-    ),
-    ModelCard(
-        name="laion-aesthetic-v2",
-        task="aesthetic",
-        description="LAION improved aesthetic predictor: MLP on L2-normalised OpenAI CLIP ViT-L/14 image embeddings",
-        sources=(UrlSource("https://github.com/christophschuhmann/improved-aesthetic-predictor/raw/main/sac%2Blogos%2Bava1-l14-linearMSE.pth"),),
-        files=(ModelFile("sac+logos+ava1-l14-linearMSE.pth"),),
-        requires=("clip-vit-l-14-openai",),
-        licence="Apache-2.0 (repository licence as listed on GitHub; not re-checked here)",
-        citation="C. Schuhmann, LAION-Aesthetics Predictor V2, github.com/christophschuhmann/improved-aesthetic-predictor, 2022",
-        preprocessing={
-            "backbone": "clip-vit-l-14-openai image embedding (768-d), L2-normalised",
-            "head": "MLP 768-1024-128-64-16-1 (dropout in training only)",
-            "output": "mean opinion score, roughly 1-10",
-        },
-        notes="GitHub 'raw/main' URL (no release tag exists); sha256 recorded on first download",
-    ),
-    ModelCard(
-        name="hpsv2",
-        task="preference",
-        description="Human Preference Score v2 and v2.1: OpenCLIP ViT-H/14 fine-tuned on HPD v2",
-        sources=(HfSource("xswu/HPSv2", "697403c78157020a1ae59d23f111aa58ced35b0a"),),
-        files=(ModelFile("HPS_v2_compressed.pt"), ModelFile("HPS_v2.1_compressed.pt")),
-        licence="Apache-2.0 (HPSv2 repository)",
-        citation="X. Wu et al., Human Preference Score v2: A Solid Benchmark for Evaluating Human Preferences of Text-to-Image Synthesis, arXiv:2306.09341, 2023",
-        preprocessing={"architecture": "open_clip ViT-H-14", "input_size": 224, "resize": "shortest side 224, bicubic, center crop", **_CLIP_OPENAI_NORM},
-    ),
-    ModelCard(
-        name="sdxl-base-1.0",
-        task="text-to-image",
-        description="Stable Diffusion XL base 1.0 (diffusers layout, fp32 safetensors)",
-        sources=(HfSource("stabilityai/stable-diffusion-xl-base-1.0", "462165984030d82259a11f4367a4eed129e94a7b"),),
-        files=tuple(ModelFile(n) for n in _SDXL_FILES),
-        licence="CreativeML Open RAIL++-M (use restrictions apply; read the licence before use)",
-        citation="D. Podell et al., SDXL: Improving Latent Diffusion Models for High-Resolution Image Synthesis, ICLR 2024",
-        preprocessing={"resolution": 1024, "vae_scaling_factor": 0.13025, "text_encoders": ["CLIP ViT-L/14", "OpenCLIP ViT-bigG/14"]},
-    ),
-)
-
-_BY_NAME: dict[str, ModelCard] = _index(CARDS)

@@ -2,7 +2,10 @@
 
 A scorer takes :class:`RelationQuery` records — the image, the union box of the person's and the
 object's groundings (pixels, x1 y1 x2 y2) and the triplet — and returns one probability per query.
-The region is the union box clipped to the image (at least one pixel).
+The region is the union box clipped to the image (at least one pixel), **padded to a square** with the
+processor's mean colour (:func:`square_crop`; it normalises to 0) before encoding: CLIP's centre crop
+would otherwise cut the outer parts of a wide or tall box — exactly where the person and the object
+are (issue 9.4). The crop rule is part of each scorer's ``protocol``.
 
 - :class:`ClipRelationScorer` (default): the CLIP backbone of the evaluation embeds the crop and the
   texts ``"a person {p} {a} {object}"`` for every predicate p of the vocabulary (the triplet's own
@@ -34,6 +37,9 @@ import numpy as np
 
 from stellar.errors import MissingDependencyError, StellarError
 
+#: How a relation region is cut (part of the scorers' protocols): union box, padded to a square with the mean colour.
+CROP_RULE = "union-box-pad-square-mean"
+
 #: The BLIP VQA checkpoint used when no other is given (hub id; a registry card can replace it).
 DEFAULT_VQA = "Salesforce/blip-vqa-base"
 
@@ -61,6 +67,40 @@ def crop(image: np.ndarray, box: Sequence[float]) -> np.ndarray:
     x2 = int(np.clip(np.ceil(box[2]), x1 + 1, w))
     y2 = int(np.clip(np.ceil(box[3]), y1 + 1, h))
     return np.ascontiguousarray(image[y1:y2, x1:x2])
+
+
+def square_crop(image: np.ndarray, box: Sequence[float], fill: Sequence[int] = (0, 0, 0)) -> np.ndarray:
+    """:func:`crop` of ``box``, padded with ``fill`` to a square (the crop centred), so that a model's
+    resize + *centre crop* keeps every pixel of the box.
+
+    CLIP's processor resizes the shorter side and centre-crops: on the union box of a person and an
+    object side by side (often 3:1) it threw away the outer parts — the person and the object
+    themselves — and the relation was scored on the background between them. Padding to a square
+    first makes the centre crop a no-op (BLIP's resize-without-crop keeps the aspect ratio too).
+
+    >>> square_crop(np.full((10, 30, 3), 255, np.uint8), (0, 0, 30, 10), fill=(1, 2, 3)).shape
+    (30, 30, 3)
+    >>> square_crop(np.full((10, 30, 3), 255, np.uint8), (0, 0, 30, 10), fill=(1, 2, 3))[:, :, 0][[0, 10, 19, 20], 0].tolist()
+    [1, 255, 255, 1]
+    """
+    region = crop(image, box)
+    h, w = region.shape[:2]
+    side = max(h, w)
+    if h == w:
+        return region
+    out = np.empty((side, side, 3), np.uint8)
+    out[...] = np.asarray(fill, np.uint8).reshape(1, 1, 3)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[top : top + h, left : left + w] = region[..., :3]
+    return out
+
+
+def processor_fill(image_processor) -> tuple[int, int, int]:
+    """The padding colour that normalises to 0: the processor's ``image_mean`` in 0–255 (black if none)."""
+    mean = getattr(image_processor, "image_mean", None)
+    if mean is None or len(mean) != 3:
+        return (0, 0, 0)
+    return tuple(int(round(float(m) * 255)) for m in mean)  # type: ignore[return-value]
 
 
 def with_article(noun: str) -> str:
@@ -111,7 +151,8 @@ class ClipRelationScorer:
 
     @property
     def protocol(self) -> str:
-        return f"clip-relation|{self.clip.name}|vocab:{len(self.vocabulary)}:{_vocab_hash(self.vocabulary)}|softmax(logit_scale*cos)"
+        clip = getattr(self.clip, "protocol", None) or self.clip.name
+        return f"clip-relation|{clip}|crop={CROP_RULE}|vocab:{len(self.vocabulary)}:{_vocab_hash(self.vocabulary)}|softmax(logit_scale*cos)"
 
     @property
     def logit_scale(self) -> float:
@@ -129,7 +170,8 @@ class ClipRelationScorer:
         """p_pred of each query (see the module docstring)."""
         if not queries:
             return []
-        images = self.clip.encode_images([crop(q.image, q.box) for q in queries]).astype(np.float64)
+        fill = processor_fill(self.clip.image_processor)
+        images = self.clip.encode_images([square_crop(q.image, q.box, fill) for q in queries]).astype(np.float64)
         scale = self.logit_scale
         out = []
         for q, emb in zip(queries, images):
@@ -164,6 +206,7 @@ class VqaRelationScorer:
         if any(i is None or i == tokenizer.unk_token_id for i in ids):
             raise StellarError(f"the tokenizer of {name!r} has no 'yes'/'no' token; it is not a BLIP VQA checkpoint")
         self.yes_no = ids
+        self.fill = processor_fill(image_processor)
 
     @classmethod
     def from_pretrained(cls, spec: str = DEFAULT_VQA, *, device: str | None = None, batch_size: int = 8) -> VqaRelationScorer:
@@ -187,7 +230,7 @@ class VqaRelationScorer:
 
     @property
     def protocol(self) -> str:
-        return f"vqa-relation|{self.name_or_path}|Is the person {{p}} the {{o}}?|softmax(yes,no) first answer token"
+        return f"vqa-relation|{self.name_or_path}|crop={CROP_RULE}|Is the person {{p}} the {{o}}?|softmax(yes,no) first answer token"
 
     @staticmethod
     def question(predicate: str, obj: str) -> str:
@@ -209,7 +252,7 @@ class VqaRelationScorer:
             for k in range(0, len(group), self.batch_size):
                 chunk = group[k : k + self.batch_size]
                 input_ids = torch.tensor([ids[i] for i in chunk], device=self.device)
-                crops = [crop(queries[i].image, queries[i].box) for i in chunk]
+                crops = [square_crop(queries[i].image, queries[i].box, self.fill) for i in chunk]
                 pixels = self.image_processor(images=crops, return_tensors="pt")["pixel_values"]
                 with torch.inference_mode():
                     image_embeds = self.model.vision_model(pixel_values=pixels.to(self.device, dtype=self.dtype))[0]

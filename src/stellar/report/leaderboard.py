@@ -44,7 +44,10 @@ def load_run(path: str | Path, name: str | None = None) -> RunResult:
             raise StellarError(f"{path}: no {f} — not a finished run directory (run `stellar evaluate` to finish it)")
     run = json.loads((path / "run.json").read_text())
     summary = json.loads((path / "summary.json").read_text())
-    return RunResult(path, name or run.get("method") or path.name, run, summary, pd.read_parquet(path / "per_image.parquet"))
+    name = name or run.get("method") or path.name
+    if (run.get("models") or {}).get("non_reference_weights"):  # --weights with a file that is not the card's reference file
+        name += " (non-reference weights)"
+    return RunResult(path, name, run, summary, pd.read_parquet(path / "per_image.parquet"))
 
 
 @dataclass

@@ -287,7 +287,12 @@ class FaceAnalyzer:
 
         det = part(self.detector, self.detector_name, DETECTORS)
         emb = part(self.embedder, self.embedder_name, EMBEDDERS)
-        return f"{PROTOCOL_VERSION}/{self.preset or 'custom'}:{det}+{emb}"
+        # explicitly given weights that are not a card's reference file carry their sha256 (issue 9 item 22)
+        from stellar.models.registry import weights_note
+
+        cards = dict.fromkeys(c for t, n in ((DETECTORS, self.detector_name), (EMBEDDERS, self.embedder_name)) if n in t for c in t[n].cards)
+        notes = "".join(f"{c}{weights_note(c)}" for c in cards if weights_note(c))
+        return f"{PROTOCOL_VERSION}/{self.preset or 'custom'}:{det}+{emb}" + (f"+{notes}" if notes else "")
 
     @property
     def dim(self) -> int:
