@@ -82,7 +82,15 @@ def test_leaderboard_numbers_equal_csv(runs, tmp_path):
     n_missing = int((loaded[0].per_image["status"] == "missing").sum())
     assert n_missing and f"⚠ not comparable: {n_missing} of {len(loaded[0].per_image)} expected job(s) have no image" in alpha
     assert "not comparable" not in beta and "comparable" in beta
-    assert "no CI" in html  # intervals absent until the statistics layer exists, and labelled so
+    try:
+        from stellar.report import stats
+    except ImportError:  # intervals absent until the statistics layer is installed, and labelled so
+        assert "no CI" in html and data["statistics"]["available"] is False
+    else:
+        iv = stats.report_intervals(loaded[0].per_image, ["ips"], n_boot=1000, seed=0)["all"]["ips"]
+        assert data["statistics"]["ci"]["Leaderboard"]["alpha"]["ips"] == [iv.lo, iv.hi]
+        assert f"[{iv.lo:.4f}, {iv.hi:.4f}]" in html and "no CI" not in html
+        assert data["statistics"]["pairs"] or data["statistics"]["pairs_reason"] in html
 
 
 def test_chunks_hold_every_job_with_the_parquet_statuses(runs, tmp_path):

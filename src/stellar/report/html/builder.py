@@ -209,17 +209,50 @@ def comparability(runs: Sequence[RunResult], counts: dict[str, dict]) -> dict[st
 
 
 # -------------------------------------------------------------------------------------- statistics
-def statistics(runs: Sequence[RunResult], tables: dict[str, list[Table]], *, bootstrap: int = 1000, seed: int = 0) -> dict:
-    """Confidence intervals and pairwise verdicts from :mod:`stellar.report.stats` when it exists.
+def statistics(
+    runs: Sequence[RunResult], sections: dict[str, list[Table]], *, ci: float = 0.95, n_boot: int = 1000, seed: int = 0, resample: str = "subject"
+) -> dict:
+    """Confidence intervals of every leaderboard cell and the pairwise verdicts of ``stellar compare``.
 
-    Returns ``{"available": False, "reason": …}`` when the statistics layer is not installed, so the
-    page labels the intervals as absent instead of inventing them.
+    Both come from :mod:`stellar.report.stats` (``report_intervals``, ``compare_runs``); where that
+    module is not installed, returns ``{"available": False, "reason": …}`` and the page labels every
+    mean "no CI" instead of inventing an interval. Runs that ``stellar compare`` refuses to pair
+    (different jobs or protocols) get no verdicts, with its reason on the page.
+
+    Returns ``{"available", "note", "ci": {table title: {run: {column: [lo, hi]}}}, "pairs": […],
+    "best": […], "pairs_reason"}``.
     """
     try:
-        from stellar.report import stats  # noqa: F401
+        from stellar.report import stats as st
     except ImportError:
         return {"available": False, "reason": "the statistics layer (stellar.report.stats) is not part of this installation"}
-    return {"available": False, "reason": "the statistics layer's API is not wired into the HTML report yet"}
+    kw = dict(n_boot=n_boot, seed=seed, ci=ci, resample=resample)
+    titles = {"overall": lambda g: sections["overall"][0].title if sections["overall"] else None,
+              "split": lambda g: {"T": "Stellar-T prompts", "H": "Stellar-H prompts"}.get(g),
+              "category": lambda g: f"Category: {g}"}  # fmt: skip
+    cis: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for section, by in (("overall", None), ("split", "split"), ("category", "category")):
+        columns = sorted({c for t in sections[section] for c in t.columns})
+        for r in runs:
+            for group, ivs in st.report_intervals(r.per_image, columns, by=by, **kw).items():
+                title = titles[section](group)
+                for col, iv in ivs.items():
+                    if math.isfinite(iv.lo) and math.isfinite(iv.hi):
+                        cis.setdefault(title, {}).setdefault(r.name, {})[col] = [iv.lo, iv.hi]
+    how = "cluster bootstrap over subjects" if resample == "subject" else "bootstrap over jobs"
+    note = f"the {ci * 100:g} % percentile interval ({how}, {n_boot} replicates, seed {seed})"
+    out = {"available": True, "note": note, "ci": cis, "pairs": [], "best": []}
+    if len(runs) > 1:
+        try:
+            cmp = st.compare_runs(runs, **kw)
+        except StellarError as exc:
+            out["pairs_reason"] = str(exc).splitlines()[0]
+        else:
+            clean = lambda v: None if isinstance(v, float) and math.isnan(v) else v  # noqa: E731
+            out["pairs"] = [{k: clean(v) for k, v in row.items()} for row in cmp.pairs.to_dict("records")]
+            out["best"] = [{k: clean(v) for k, v in row.items()} for row in cmp.best.to_dict("records")]
+            out["compare_settings"] = cmp.settings
+    return out
 
 
 # ------------------------------------------------------------------------------------ leaderboard
@@ -597,21 +630,41 @@ def _page(runs, sections, stats, counts, flags, failure_counts, plot_html, warni
         tables = sections[section]
         if not tables:
             continue
-        lb_parts.append(f"<h3>{title}</h3>" + "".join(_table_html(t, counts_cols, stats, flags) for t in tables))
+        lb_parts.append(f"<h3>{title}</h3><div class='tables'>" + "".join(_table_html(t, counts_cols, stats, flags) for t in tables) + "</div>")
     if stats.get("available"):
-        ci_note = f"95 % confidence intervals: {esc(stats.get('method', ''))}."
+        ci_note = f"[lo, hi] = {esc(stats.get('note', ''))}."
     else:
-        ci_note = f"no CI: {esc(stats.get('reason', 'intervals not computed'))}. Means only."
-    # pairwise verdicts
+        ci_note = f"no CI: {esc(stats.get('reason', 'intervals not computed'))}; means only."
+    # pairwise verdicts (stellar compare) and probability of being best
     if stats.get("available") and stats.get("pairs"):
+        def label(m: str) -> str:
+            return _header(m)
+
         pair_rows = "".join(
-            f"<tr><td>{esc(p['a'])}</td><td>{esc(p['b'])}</td><td>{esc(p['metric'])}</td><td class='num'>{_fmt(p.get('diff'))}</td>"
-            f"<td class='num'>{_fmt(p.get('p'))}</td><td>{esc(p.get('verdict', ''))}</td></tr>"
+            f"<tr><td>{esc(p['a'])}</td><td>{esc(p['b'])}</td><td>{esc(label(p['metric']))}</td><td class='num'>{_fmt(p.get('mean_a'))}</td>"
+            f"<td class='num'>{_fmt(p.get('mean_b'))}</td><td class='num'>{_fmt(p.get('diff'))} <span class='ci'>[{_fmt(p.get('diff_lo'))}, {_fmt(p.get('diff_hi'))}]</span></td>"
+            f"<td class='num'>{_fmt(p.get('p'))}</td><td class='num'>{_fmt(p.get('p_holm'))}</td>"
+            f"<td class='{'verdict-sig' if p.get('verdict', '').endswith('better') else 'verdict-ns'}'>{esc(p.get('verdict', ''))}</td></tr>"
             for p in stats["pairs"]
         )
-        pairs = f"<table class='lb'><caption>Pairwise comparisons (stellar compare)</caption><thead><tr><th>A</th><th>B</th><th>metric</th><th>A − B</th><th>p (Holm)</th><th>verdict</th></tr></thead><tbody>{pair_rows}</tbody></table>"
+        cs = stats.get("compare_settings") or {}
+        pairs = (
+            "<table class='lb pairs'><caption>Pairwise comparisons (<code>stellar compare</code>): Δ = A − B with its interval; "
+            f"paired sign-flip permutation test by subject ({esc(str(cs.get('permutation', '')))}), Holm-corrected over {esc(str(cs.get('tests', '')))} tests</caption>"
+            "<thead><tr><th>A</th><th>B</th><th>metric</th><th>A</th><th>B</th><th>Δ</th><th>p</th><th>p (Holm)</th><th>verdict</th></tr></thead>"
+            f"<tbody>{pair_rows}</tbody></table>"
+        )
+        names = [r.name for r in runs]
+        best_rows = "".join(
+            f"<tr><td>{esc(label(b['metric']))}</td>" + "".join(f"<td class='num'>{_fmt(b.get(n))}</td>" for n in names) + "</tr>" for b in stats.get("best") or []
+        )
+        pairs += (
+            "<table class='lb'><caption>Probability of being best (fraction of bootstrap replicates in which the run has the best mean)</caption>"
+            f"<thead><tr><th>metric</th>{''.join(f'<th>{esc(n)}</th>' for n in names)}</tr></thead><tbody>{best_rows}</tbody></table>"
+        )
     elif len(runs) > 1:
-        pairs = f"<p class='absent'>Pairwise significance verdicts: not available ({esc(stats.get('reason', ''))}).</p>"
+        why = stats.get("pairs_reason") or stats.get("reason", "")
+        pairs = f"<p class='absent'>Pairwise significance verdicts: not available ({esc(why)}).</p>"
     else:
         pairs = ""
     # run provenance + counts

@@ -98,6 +98,11 @@ def kendall_heatmap(frame: pd.DataFrame, metrics: Sequence[tuple[str, str]], tit
         return None
     labels = dict(metrics)
     tau = kendall_tau_matrix(frame, keys)
+    varying = [k for k in keys if tau[k].notna().any()]
+    if len(varying) < 2:  # e.g. a run where every image failed: every metric is constant
+        return None
+    keys = varying
+    tau = tau.loc[keys, keys]
     n = len(keys)
     fig = _figure(2.4 + 0.55 * n, 1.6 + 0.5 * n, left=1.1 / (2.4 + 0.55 * n), right=0.95, bottom=1.0 / (1.6 + 0.5 * n), top=1 - 0.35 / (1.6 + 0.5 * n))
     ax = fig.subplots()
