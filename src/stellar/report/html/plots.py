@@ -9,7 +9,8 @@ rasterised inside the SVG so their size does not grow with the number of images.
 - :func:`kendall_heatmap`: Kendall's τ-b between every two metrics over the images of one run
   (pairs of images where either metric is undefined are left out).
 - :func:`identity_prompt_tradeoff`: IPS before exclusion against CLIP-T, and against the margin
-  CLIP-T − CLIP-N whose threshold 2σ is the exclusion rule (DESIGN §6.4), excluded images marked.
+  CLIP-T − CLIP-N whose threshold 2σ is the exclusion rule (DESIGN §6.4), excluded images marked;
+  at most :data:`MAX_SCATTER` points per run (seeded sample), so the page weight is bounded.
 - :func:`aps_per_attribute`: the APS probe AUC per attribute per run (``summary.json``).
 """
 
@@ -24,6 +25,8 @@ import pandas as pd
 
 from stellar.errors import MissingDependencyError
 
+#: Points per run drawn in a scatter plot (a seeded random sample beyond that).
+MAX_SCATTER = 5000
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
@@ -133,8 +136,8 @@ def identity_prompt_tradeoff(frames: dict[str, pd.DataFrame], sigmas: dict[str, 
         excluded = (f["followed_prompt"] == False).to_numpy() if "followed_prompt" in f else np.zeros(len(f), bool)  # noqa: E712
         ok = np.isfinite(ips) & np.isfinite(clip_t)
         idx = np.flatnonzero(ok)
-        if len(idx) > 20000:  # the picture is the same; the raster stays small
-            idx = np.sort(rng.choice(idx, 20000, replace=False))
+        if len(idx) > MAX_SCATTER:  # a fixed-size sample: the page weight must not grow with the images
+            idx = np.sort(rng.choice(idx, MAX_SCATTER, replace=False))
         color = COLORS[k % len(COLORS)]
         for ax, x in ((left, clip_t), (right, clip_t - clip_n)):
             sel = idx[np.isfinite(x[idx])]
