@@ -233,10 +233,31 @@ def test_failure_views_and_plots_are_on_the_page(runs, tmp_path):
     assert f"data-view='no_face_generated' data-run='alpha' >alpha: {n_no_face}<" in html
     n_excl = int((loaded[1].per_image["followed_prompt"] == False).sum())  # noqa: E712
     assert f"data-view='excluded' data-run='beta' >beta: {n_excl}<" in html
-    for title in ("Distribution of each metric", "Metric–metric correlation: alpha", "IPS against CLIP-T", "APS per attribute"):
+    for title in ("Distribution of each metric", "Metric–metric correlation per run", "IPS against CLIP-T", "APS per attribute"):
         section = html.split(title, 1)[1].split("</figure>", 1)[0]
         assert "<svg" in section, title
+    heat = html.split("Metric–metric correlation per run", 1)[1].split("</figure>", 1)[0]
+    assert heat.count("<svg") == 2 and "data-run='alpha'" in heat and "data-run='beta'" in heat
     assert "threshold 2σ" in html  # the exclusion threshold is drawn
+
+
+def test_statistics_and_plots_are_reused_until_a_results_file_changes(runs, tmp_path, monkeypatch):
+    import stellar.report.html.builder as builder
+
+    loaded = [load_run(r) for r in runs]
+    out = tmp_path / "report"
+    build_html_report(loaded, out, progress=False, workers=1)
+    page = (out / "index.html").read_bytes()
+    calls = []
+    real = builder._plots_html
+    monkeypatch.setattr(builder, "_plots_html", lambda *a: calls.append(1) or real(*a))
+    build_html_report(loaded, out, progress=False, workers=1)
+    assert calls == [] and (out / "index.html").read_bytes() == page
+    frame = loaded[1].per_image.copy()
+    frame.loc[0, "ips"] = 0.123
+    frame.to_parquet(runs[1] / "per_image.parquet", index=False)
+    build_html_report([load_run(r) for r in runs], out, progress=False, workers=1)
+    assert calls == [1]
 
 
 def test_kendall_tau_matrix_known_answers():

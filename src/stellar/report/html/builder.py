@@ -310,6 +310,36 @@ def _table_html(t: Table, counts_cols: set[str], stats: dict, flags: dict[str, l
 
 
 # ------------------------------------------------------------------------------------------ builder
+#: Settings of the intervals and comparisons shown (those of ``stellar report --ci`` / ``stellar compare``).
+STATS_SETTINGS = {"ci": 0.95, "n_boot": 1000, "seed": 0, "resample": "subject"}
+#: Cache of the statistics and plots, keyed by the digest of the runs' results files.
+DERIVED_FILE = ".derived-cache.json"
+DERIVED_VERSION = 1  # bump when statistics or plots change
+
+
+def _inputs_digest(runs: Sequence[RunResult], settings: dict) -> str:
+    """sha256 over every results file of the runs, their names and ``settings``."""
+    import hashlib
+
+    from stellar import __version__
+
+    h = hashlib.sha256(json.dumps([settings, __version__, [r.name for r in runs]], sort_keys=True, default=str).encode())
+    for r in runs:
+        for f in ("run.json", "summary.json", "per_image.parquet"):
+            with open(r.path / f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def _read_derived(out: Path, digest: str) -> dict | None:
+    try:
+        cached = json.loads((out / DERIVED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return cached if cached.get("digest") == digest else None
+
+
 def _dataset_of(runs: Sequence[RunResult], warnings: list[str]):
     root = (runs[0].run.get("dataset") or {}).get("root")
     if not root:
@@ -378,7 +408,10 @@ def build_html_report(
 
     # ---- leaderboard (the same tables as every other format) and statistics
     sections = leaderboard_sections(runs)
-    stats = statistics(runs, sections)
+    # statistics and plots depend only on the results files: reused when those did not change
+    digest = _inputs_digest(runs, {"stats": STATS_SETTINGS, "goa": goa_found_threshold, "v": DERIVED_VERSION})
+    derived = _read_derived(out, digest)
+    stats = derived["stats"] if derived else statistics(runs, sections, **STATS_SETTINGS)
     counts = {r.name: run_counts(r) for r in runs}
     flags = comparability(runs, counts)
 
@@ -564,7 +597,9 @@ def build_html_report(
     write_if_changed(data_dir / "leaderboard.json", json_bytes({"tables": lb, "statistics": stats}))
 
     # ---- plots
-    plot_html = _plots_html(runs, metric_cols, labels)
+    plot_html = derived["plots"] if derived else _plots_html(runs, metric_cols, labels)
+    if not derived:
+        atomic_write_bytes(out / DERIVED_FILE, json_bytes({"digest": digest, "stats": stats, "plots": plot_html}, indent=0))
 
     # ---- page
     index = out / "index.html"
@@ -598,13 +633,15 @@ def _plots_html(runs: Sequence[RunResult], metric_cols: list[str], labels: dict[
         "Per-image values as averaged (after the exclusion and failure rules: a failed image counts with the metric's worst value).",
         "no per-image metric in these runs",
     )
+    heat = []
     for r in runs:
-        figure(
-            f"Metric–metric correlation: {r.name}",
-            plots.kendall_heatmap(r.per_image, metrics + ([("ips_raw", "IPS raw")] if "ips_raw" in r.per_image else []), r.name),
-            "Kendall τ-b between metrics over the images of the run (images where either metric is undefined left out).",
-            "fewer than two metrics vary in this run",
-        )
+        svg = plots.kendall_heatmap(r.per_image, metrics + ([("ips_raw", "IPS raw")] if "ips_raw" in r.per_image else []), r.name)
+        heat.append(f"<div class='heat' data-run='{html.escape(r.name)}'>" + (svg or f"<p class='absent'>{html.escape(r.name)}: fewer than two metrics vary in this run</p>") + "</div>")
+    parts.append(
+        "<figure class='plot'><h3>Metric–metric correlation per run</h3><div class='tables'>" + "".join(heat) + "</div>"
+        "<figcaption>Kendall τ-b between metrics over the images of each run (images where either metric is undefined left out); "
+        "IPS raw = IPS before the exclusion rule.</figcaption></figure>"
+    )
     sigmas = {r.name: ((r.summary.get("exclusion") or {}).get("sigma") if (r.summary.get("exclusion") or {}).get("applied") else None) for r in runs}
     figure(
         "Identity vs prompt: IPS against CLIP-T",
