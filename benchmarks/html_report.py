@@ -44,9 +44,14 @@ def make_runs(work: Path, subjects: int, image_size: int) -> list[Path]:
 
     from stellar.testing import make_synthetic_dataset
 
-    root = make_synthetic_dataset(work / "STELLAR", subjects, photos=2, t_prompts=50, h_prompts=50, size=96)
+    root = work / "STELLAR"
+    if not root.is_dir():
+        make_synthetic_dataset(root, subjects, photos=2, t_prompts=50, h_prompts=50, size=96)
     runs = []
     for k, name in enumerate(("method-a", "method-b", "method-c")):
+        if (work / "runs" / name / "summary.json").is_file():  # --keep: reuse the runs of an earlier invocation
+            runs.append(work / "runs" / name)
+            continue
         t = time.perf_counter()
         runs.append(write_synthetic_run(work / "runs" / name, root, name, seed=k, image_size=image_size, p_no_face=0.1, p_missing=0.01, p_decode_error=0.01))
         print(f"  wrote run {name} in {time.perf_counter() - t:.0f} s", flush=True)
@@ -115,6 +120,7 @@ def main() -> int:
             print(f"[{label}] {subjects} subjects: writing 3 synthetic runs …", flush=True)
             runs = make_runs(work / label, subjects, args.image_size)
             out = work / label / "report"
+            shutil.rmtree(out, ignore_errors=True)  # a cold build
             cold, rep = build(runs, out, args.workers)
             print(f"  cold build {cold:.1f} s ({rep.thumbnails} thumbnails, {rep.n_chunks} chunks)", flush=True)
             again, _ = build(runs, out, args.workers)
