@@ -224,7 +224,9 @@ def statistics(
     """
     try:
         from stellar.report import stats as st
-    except ImportError:
+    except ModuleNotFoundError as exc:  # only its absence; a broken module is an error, not "no CI"
+        if exc.name != "stellar.report.stats":
+            raise
         return {"available": False, "reason": "the statistics layer (stellar.report.stats) is not part of this installation"}
     kw = dict(n_boot=n_boot, seed=seed, ci=ci, resample=resample)
     titles = {"overall": lambda g: sections["overall"][0].title if sections["overall"] else None,
