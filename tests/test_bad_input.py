@@ -395,3 +395,300 @@ def test_generated_check_decodes_and_reports_bad_images(synthetic, tmp_path, cap
     assert rc == 1 and set(bad) == {str(gen / f"{jobs[0].name}.png"), str(gen / f"{jobs[1].name}.png")}
     assert "empty" in bad[str(gen / f"{jobs[0].name}.png")] and "truncated" in bad[str(gen / f"{jobs[1].name}.png")].lower()
     assert data["summary"]["matched"] == 12
+
+
+# ------------------------------------------------------------------ issue 9: the match is reported, sidecars cross-checked
+def evaluate_without_models(synthetic, gen, out, *extra):
+    """`stellar evaluate` with no model at all (CLIP-T skipped): only the match and the run files are exercised."""
+    return main(["evaluate", "--dataset", str(synthetic), "--generated", str(gen), "--out", str(out), "--metrics", "clip_t", "--clip", "none", *extra])
+
+
+def test_stray_seed_suffix_among_correct_names_refuses_and_names_the_file(synthetic, tmp_path, capsys):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    fill(gen, ds.jobs("test"))  # 36 correct single-seed names
+    Image.new("RGB", (8, 8)).save(gen / "002-1-05-s3.png")  # one stray name used to make the set "4 seeds"
+    with pytest.raises(DatasetError, match=r"disagree on seeds.*002-1-05-s3\.png") as info:
+        GeneratedSet(gen, ds)
+    assert "--seeds" in str(info.value)
+    assert evaluate_without_models(synthetic, gen, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "002-1-05-s3.png" in err and "Traceback" not in err and not (tmp_path / "run").exists()
+    gs = GeneratedSet(gen, ds, seeds=1)  # the user decides: the stray is unmatched, with the reason
+    assert len(gs) == 36 and gs.report.unmatched == [(gen / "002-1-05-s3.png", "seed suffix -s3 in a set of 1 seed per job")]
+
+
+def test_evaluate_prints_the_match_report_before_evaluating(synthetic, tmp_path, capsys):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    jobs = ds.jobs("test")
+    fill(gen, jobs[1:])  # job 0 has no image
+    Image.new("RGB", (8, 8)).save(gen / f"{jobs[1].name}.jpg")  # job 1 twice
+    Image.new("RGB", (8, 8)).save(gen / "holiday.png")  # unmatched
+    (gen / f"{jobs[2].name}.json").write_text("{broken")  # broken sidecar
+    assert evaluate_without_models(synthetic, gen, tmp_path / "run") == 0
+    err = capsys.readouterr().err
+    assert f"matched {len(jobs) - 2}/{len(jobs)} jobs" in err
+    assert "unmatched files 1, jobs without image 1, duplicated jobs 1, broken sidecars 1" in err
+    assert "holiday.png" in err and f"2 files claim job {jobs[1].name}" in err and "not valid JSON" in err
+    assert f"job(s) have no image: {jobs[0].name}" in err
+
+
+def sidecar(gen, stem, **meta):
+    (gen / f"{stem}.json").write_text(json.dumps(meta))
+
+
+def test_sidecar_prompt_disagreeing_with_the_dataset_is_reported_not_matched(synthetic, tmp_path):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    jobs = ds.jobs("test", kinds=("H",))
+    fill(gen, jobs)
+    a, b, c, d = jobs[0], jobs[1], jobs[2], jobs[3]
+    sidecar(gen, a.name, save_name=a.name, prompt=b.prompt.fill())  # made for another prompt
+    sidecar(gen, b.name, prompt=b.prompt.fill("A  PERSON"), template=c.prompt.template)  # its template is another one
+    sidecar(gen, c.name, prompt=c.prompt.fill("sks man"), image_path=f"/data/STELLAR/{c.subject}/{c.photo.index + 1}.jpg")
+    sidecar(gen, d.name, save_name=d.name, prompt=d.prompt.fill("sks   woman"), template=d.prompt.template)  # agrees
+    gs = GeneratedSet(gen, ds, kinds=("H",))
+    errors = {p.path: p.message for p in gs.problems() if p.severity == "error" and "disagrees" in p.message}
+    assert set(errors) == {str(gen / f"{j.name}.json") for j in (a, b, c)}
+    assert f"is not job {a.name}'s" in errors[str(gen / f"{a.name}.json")] and "prompt" in errors[str(gen / f"{a.name}.json")]
+    assert "template" in errors[str(gen / f"{b.name}.json")]
+    assert "image_path" in errors[str(gen / f"{c.name}.json")]
+    assert {a.name, b.name, c.name}.isdisjoint(gs.report.matched) and d.name in gs.report.matched
+    assert {j.name for j in gs.report.missing} == {a.name, b.name, c.name}  # scored as jobs without image
+    assert gs.summary()["sidecar_conflicts"] == 3
+
+
+def test_sidecar_save_name_reassigning_a_file_to_another_job_is_reported(synthetic, tmp_path):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    jobs = ds.jobs("test", kinds=("H",))
+    fill(gen, [j for j in jobs if j.name != jobs[1].name])
+    sidecar(gen, jobs[0].name, save_name=jobs[1].name)
+    gs = GeneratedSet(gen, ds, kinds=("H",))
+    assert gs.report.matched[jobs[1].name].path.name == f"{jobs[0].name}.png"
+    warned = [p for p in gs.problems() if p.severity == "warning" and "re-assigns" in p.message]
+    assert [p.path for p in warned] == [str(gen / f"{jobs[0].name}.json")]
+    assert f"to job {jobs[1].name}, its file name to job {jobs[0].name}" in warned[0].message
+    assert [j.name for j in gs.report.missing] == [jobs[0].name]
+    assert "re-assigned by save_name 1" in gs.match_text()
+
+
+def test_unread_formats_sub_folders_and_orphan_sidecars_in_a_generated_set_are_reported(synthetic, tmp_path):
+    import os
+
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    jobs = ds.jobs("test", kinds=("H",))
+    fill(gen, jobs[3:])
+    for job, ext in zip(jobs, (".bmp", ".gif", ".tif")):
+        Image.new("RGB", (8, 8)).save(gen / f"{job.name}{ext}")
+    (gen / "more").mkdir()
+    Image.new("RGB", (8, 8)).save(gen / "more" / f"{jobs[0].name}.png")
+    sidecar(gen, "lonely", save_name=jobs[0].name)
+    Image.new("RGB", (8, 8)).save(os.fsdecode(os.fsencode(gen) + b"/caf\xe9.png"))
+    (gen / ".DS_Store").write_bytes(b"\0")
+    gs = GeneratedSet(gen, ds, kinds=("H",))
+    found = {p.path: p for p in gs.problems(allow_missing=True) if "ignored" in p.message}
+    for job, ext in zip(jobs, (".bmp", ".gif", ".tif")):
+        assert found[str(gen / f"{job.name}{ext}")].severity == "error" and f"{ext} images are not read" in found[str(gen / f"{job.name}{ext}")].message
+    assert found[str(gen / "more")].severity == "warning" and "flat folder" in found[str(gen / "more")].message
+    assert found[str(gen / "lonely.json")].severity == "warning"
+    assert found[str(gen) + "/caf\\xe9.png"].severity == "error" and "not valid UTF-8" in found[str(gen) + "/caf\\xe9.png"].message
+    assert len(found) == 6 and gs.summary()["ignored"] == 6
+    json.dumps([p.to_dict() for p in gs.problems()], ensure_ascii=False).encode("utf-8")  # writable as UTF-8 JSON
+    assert gs.fingerprint().startswith("sha256:")
+
+
+# ------------------------------------------------------------------ issue 9: silently ignored dataset inputs
+def test_mask_and_attributes_left_behind_by_a_deleted_photo_are_reported(synthetic, capsys):
+    (synthetic / "001" / "1.jpg").unlink()
+    rc, _, problems = check_json(synthetic, capsys, "--no-decode")
+    left = {p["path"]: p for p in problems if "ignored" in p["message"]}
+    assert set(left) == {str(synthetic / "001" / "1_bg.png"), str(synthetic / "001" / "1_attributes.json")}
+    assert all(p["severity"] == "warning" and "no photo 1" in p["message"] and "1.jpg" in p["fix"] for p in left.values())
+    assert rc == 0
+
+
+def test_empty_detectables_on_a_t_prompt_is_reported(synthetic, capsys):
+    write_prompts(synthetic / "000", layout.PROMPTS_T_FILE, {"prompts": ["{} with a horse", "{} alone"], "detectables": [["horse"], []]})
+    _, _, problems = check_json(synthetic, capsys, "--no-decode")
+    hits = [p for p in problems if "empty 'detectables'" in p["message"]]
+    assert [p["path"] for p in hits] == [str(synthetic / "000" / layout.PROMPTS_T_FILE)] and "(index 1)" in hits[0]["message"]
+    assert hits[0]["severity"] == "warning"
+
+
+def test_subject_with_zero_prompts_is_reported(synthetic, capsys):
+    write_prompts(synthetic / "002", layout.PROMPTS_T_FILE, {"prompts": []})
+    write_prompts(synthetic / "002", layout.PROMPTS_H_FILE, {"prompts": []})
+    _, _, problems = check_json(synthetic, capsys, "--no-decode")
+    hits = [p for p in problems if p["path"] == str(synthetic / "002")]
+    assert len(hits) == 1 and "zero prompts" in hits[0]["message"] and hits[0]["severity"] == "warning"
+
+
+# ------------------------------------------------------------------ issue 9: one message and an exit status, never a traceback
+def one_error(capsys):
+    """The command's stderr; it holds exactly one ``error:`` message and no traceback."""
+    err = capsys.readouterr().err
+    assert [line.startswith("error: ") for line in err.splitlines()].count(True) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def complete_run(synthetic, tmp_path, capsys):
+    """A finished run directory (no model: only the match and the results files)."""
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    fill(gen, ds.jobs("test"))
+    out = tmp_path / "run"
+    assert evaluate_without_models(synthetic, gen, out) == 0
+    capsys.readouterr()
+    return gen, out
+
+
+def disk_fails(monkeypatch, err):
+    """Every atomic writer of the package (results, reports, caches) raises ``OSError(err)`` as a full or read-only disk does."""
+    import errno
+    import os
+    import sys
+
+    from stellar import fileio
+
+    def failing(path, data):
+        raise OSError(err, os.strerror(err), str(path))
+
+    original = fileio.atomic_write_bytes
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("stellar") and getattr(module, "atomic_write_bytes", None) is original:
+            monkeypatch.setattr(module, "atomic_write_bytes", failing)
+    return errno
+
+
+@pytest.mark.parametrize("argv", [["evaluate", "--batch-size", "0"], ["evaluate", "--workers", "-1"], ["evaluate", "--seeds", "0"], ["faces", "detect", "--batch-size", "0"], ["jobs", "export", "--seeds", "0"]])
+def test_batch_size_zero_and_other_non_positive_counts_are_usage_errors(synthetic, tmp_path, capsys, argv):
+    base = {"evaluate": ["--dataset", str(synthetic), "--generated", str(tmp_path), "--out", str(tmp_path / "run")], "faces": [str(tmp_path / "x.png")], "jobs": ["--dataset", str(synthetic)]}
+    with pytest.raises(SystemExit) as info:
+        main([*argv, *base[argv[0]]])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {argv[-2]}: must be ≥" in err and "Traceback" not in err
+
+
+def test_out_an_existing_file_is_one_message_naming_it(synthetic, tmp_path, capsys):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    fill(gen, ds.jobs("test"))
+    (tmp_path / "afile").write_text("notes")
+    assert evaluate_without_models(synthetic, gen, tmp_path / "afile") == 2
+    assert f"{tmp_path / 'afile'}: is a file, not a run directory" in one_error(capsys)
+    assert (tmp_path / "afile").read_text() == "notes"
+    assert main(["jobs", "export", "--dataset", str(synthetic), "--out", str(tmp_path / "afile" / "jobs.jsonl")]) == 1  # a file in place of a folder
+    assert "a file stands where a folder is needed" in one_error(capsys)
+
+
+@pytest.mark.parametrize("name,data", [("run.json", b"{truncated"), ("summary.json", b"[1, 2]"), ("per_image.parquet", b"PAR1 not really")])
+def test_corrupt_run_files_are_named_not_a_traceback(complete_run, capsys, name, data):
+    gen, out = complete_run
+    (out / name).write_bytes(data)
+    assert main(["report", str(out)]) == 1
+    err = one_error(capsys)
+    assert f"{out / name}: corrupt" in err and "fix: move" in err
+
+
+def test_corrupt_part_file_or_run_json_stops_a_resume_with_its_name(complete_run, synthetic, capsys):
+    gen, out = complete_run
+    part = next((out / "parts").glob("*/*.parquet"))
+    part.write_bytes(part.read_bytes()[:40])  # truncated
+    assert evaluate_without_models(synthetic, gen, out) == 1
+    assert f"{part}: corrupt Parquet table" in one_error(capsys)
+    (out / "run.json").write_text("")
+    assert evaluate_without_models(synthetic, gen, out) == 1
+    assert f"{out / 'run.json'}: corrupt results file" in one_error(capsys)
+
+
+def test_full_disk_is_one_message_naming_the_file(synthetic, tmp_path, capsys, monkeypatch):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    fill(gen, ds.jobs("test"))
+    errno = disk_fails(monkeypatch, 28)  # ENOSPC
+    assert errno.ENOSPC == 28
+    assert evaluate_without_models(synthetic, gen, tmp_path / "run") == 1
+    err = one_error(capsys)
+    assert str(tmp_path / "run") in err and "No space left on device" in err and "the disk is full" in err
+
+
+def test_read_only_output_is_one_message_naming_the_file(complete_run, tmp_path, capsys, monkeypatch):
+    _, out = complete_run
+    disk_fails(monkeypatch, 30)  # EROFS (tests run as root, where chmod does not stop writes)
+    assert main(["report", str(out), "--out", str(tmp_path / "table.md")]) == 1
+    err = one_error(capsys)
+    assert f"{tmp_path / 'table.md'}: Read-only file system" in err and "write the output to a writable folder" in err
+
+
+def test_non_utf8_names_in_a_generated_set_and_as_arguments(synthetic, tmp_path, capsys):
+    import os
+
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    fill(gen, ds.jobs("test"))
+    Image.new("RGB", (8, 8)).save(os.fsdecode(os.fsencode(gen) + b"/caf\xe9.png"))
+    assert evaluate_without_models(synthetic, gen, tmp_path / "run") == 0
+    assert "caf\\xe9.png" in capsys.readouterr().err
+    run = json.loads((tmp_path / "run" / "run.json").read_text(encoding="utf-8"))
+    assert any("caf\\xe9.png" in p["path"] for p in run["match_problems"])
+    latin = os.fsdecode(os.fsencode(tmp_path) + b"/g\xe9n")
+    os.rename(gen, latin)
+    assert evaluate_without_models(synthetic, latin, tmp_path / "run2") == 2
+    assert "g\\xe9n: the generated argument is not valid UTF-8" in one_error(capsys)
+
+
+def test_non_utf8_names_and_symlink_loops_in_dataset_import(tmp_path, capsys):
+    import os
+
+    people = tmp_path / "people"
+    for who in ("ann", "bob"):
+        (people / who).mkdir(parents=True)
+        for k in range(2):
+            noise((300, 300), seed=k).save(people / who / f"{k}.jpg")
+    os.symlink(people / "ann", people / "ann" / "loop")  # a folder linking to itself
+    os.symlink(people / "self", people / "self")  # a link to itself
+    os.symlink(people / "bob" / "x.jpg", people / "bob" / "x.jpg")
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("{} riding a horse\n")
+    assert main(["dataset", "import", "--subjects", str(people), "--prompts", str(prompts), "--out", str(tmp_path / "ds")]) == 0
+    printed = capsys.readouterr().out
+    assert f"{people / 'self'}: symbolic link that loops or points nowhere" in printed
+    assert f"{people / 'bob' / 'x.jpg'}: symbolic link that loops or points nowhere" in printed
+    assert len(StellarDataset(tmp_path / "ds").subjects) == 2
+    noise((300, 300)).save(os.fsdecode(os.fsencode(people) + b"/ann/caf\xe9.jpg"))
+    assert main(["dataset", "import", "--subjects", str(people), "--prompts", str(prompts), "--out", str(tmp_path / "ds2")]) == 2
+    err = one_error(capsys)
+    assert "ann/caf\\xe9.jpg: name is not valid UTF-8" in err and "rename it" in err and not (tmp_path / "ds2").exists()
+
+
+def test_unexpected_errors_are_one_line_and_debug_shows_the_traceback(synthetic, capsys, monkeypatch):
+    import stellar.data.dataset as dataset_module
+
+    def broken(self, **kwargs):
+        raise ValueError("boom")
+
+    monkeypatch.setattr(dataset_module.StellarDataset, "summary", broken)
+    assert main(["dataset", "check", str(synthetic), "--no-decode"]) == 1
+    err = one_error(capsys)
+    assert "internal error: ValueError: boom" in err and "--debug" in err
+    assert main(["--debug", "dataset", "check", str(synthetic), "--no-decode"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and err.rstrip().endswith("report it with that traceback")
+
+
+def test_sidecar_prompt_filled_with_any_subject_token_is_matched_by_image_path(synthetic, tmp_path):
+    ds = StellarDataset(synthetic)
+    gen = tmp_path / "gen"
+    gen.mkdir()
+    jobs = ds.jobs("test", kinds=("H",))
+    for k, j in enumerate(jobs):
+        Image.new("RGB", (8, 8)).save(gen / f"img_{k:04d}.png")
+        sidecar(gen, f"img_{k:04d}", prompt=j.prompt.fill("a  SKS person"), image_path=f"{j.subject}/{j.photo.index}.jpg")
+    gs = GeneratedSet(gen, ds, kinds=("H",))
+    assert not [p for p in gs.problems() if p.severity == "error"]
+    assert [gs.report.matched[j.name].path.name for j in jobs] == [f"img_{k:04d}.png" for k in range(len(jobs))]

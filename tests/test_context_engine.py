@@ -225,7 +225,7 @@ def test_tiny_owlvit_and_clip_end_to_end_on_demo_photos(demo_dataset, tiny_model
     assert len(predicates) >= 8
     relation = ClipRelationScorer(load_clip(str(clip), device="cpu"), predicates)
     options = {"detector": str(owl), "relation_scorer": relation}
-    cfg = EvalConfig(metrics=("goa", "rfs"), batch_size=6)
+    cfg = EvalConfig(metrics=("goa", "rfs"), batch_size=6, failure_rule="partial")  # only the jobs that have an image
     summary = evaluate(ds, gen, tmp_path / "run", cfg, scorer_options=options, progress=False)
     df = pd.read_parquet(tmp_path / "run" / "per_image.parquet")
     t, h = df[df["kind"] == "T"], df[df["kind"] == "H"]
@@ -246,7 +246,7 @@ def test_tiny_owlvit_and_clip_end_to_end_on_demo_photos(demo_dataset, tiny_model
     assert "owlvit" in models and "clip-relation" in models
 
     # batch size does not change the numbers; a rerun reads every detection from the cache
-    again = evaluate(ds, gen, tmp_path / "run-b1", EvalConfig(metrics=("goa", "rfs"), batch_size=1), scorer_options=options, progress=False)
+    again = evaluate(ds, gen, tmp_path / "run-b1", EvalConfig(metrics=("goa", "rfs"), batch_size=1, failure_rule="partial"), scorer_options=options, progress=False)
     df1 = pd.read_parquet(tmp_path / "run-b1" / "per_image.parquet")
     np.testing.assert_allclose(df1["goa"], df["goa"], atol=1e-6)
     np.testing.assert_allclose(df1["rfs"], df["rfs"], atol=1e-6)

@@ -180,7 +180,8 @@ def test_undecodable_image_is_a_recorded_failure(setup, tmp_path):
     summary = run(ds, copy, tmp_path / "run")
     df = pd.read_parquet(tmp_path / "run" / "per_image.parquet").set_index("name")
     assert df.loc["001-1-02", "status"] == "decode_error" and "001-1-02" not in df.loc["001-1-02", "error"] or df.loc["001-1-02", "error"]
-    assert np.isnan(df.loc["001-1-02", "ips"]) and summary["failures"] == 1
+    # DESIGN §6.10: an undecodable image scores the worst value (it used to leave the denominator)
+    assert df.loc["001-1-02", "ips"] == 0.0 and summary["failures"] == 1 and summary["counts"]["undecodable"] == 1
     assert (df.drop(index="001-1-02")["status"] == "ok").all()
 
 
@@ -306,7 +307,12 @@ def test_partial_set_runs_on_what_matched_unless_strict(setup, tmp_path):
     with pytest.raises(StellarError, match="does not match the jobs"):
         run(ds, copy, tmp_path / "strict", strict=True)
     summary = run(ds, copy, tmp_path / "lenient")
-    assert summary["n_jobs"] == 35
+    # DESIGN §6.10: the job without an image has a row and scores the worst value
+    assert summary["n_jobs"] == 36 and summary["counts"]["missing"] == 1 and summary["coverage"]["evaluated"] == 35
+    df = pd.read_parquet(tmp_path / "lenient" / "per_image.parquet").set_index("name")
+    assert df.loc["002-1-05", "status"] == "missing" and df.loc["002-1-05", "ips"] == 0.0 and pd.isna(df.loc["002-1-05", "image"])
+    summary = run(ds, copy, tmp_path / "lenient", failure_rule="partial")  # same rows, other finalisation
+    assert summary["n_jobs"] == 35 and summary["failure_rule"] == "partial"
     problems = json.loads((tmp_path / "lenient" / "run.json").read_text())["match_problems"]
     assert any("stray.png" in p["path"] for p in problems) and any("002-1-05" in p["message"] for p in problems)
 

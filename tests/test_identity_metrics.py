@@ -45,7 +45,31 @@ def test_sis_is_worst_photo_and_never_above_ips():
     assert stability_of_identity(g, [r0, r1]) == (pytest.approx(0.6), "ok")
     ips, _ = identity_preservation(g, r0)
     assert stability_of_identity(g, [r0, r1])[0] <= ips
-    assert stability_of_identity(g, [r0, np.zeros((0, 2))]) == (0.0, NO_FACE_REFERENCE)
+    assert stability_of_identity(g, [np.zeros((0, 2)), r1], own=0) == (0.0, NO_FACE_REFERENCE)
+
+
+def test_sis_not_silently_zero_when_another_photo_has_no_face():
+    """Issue 9.5: SIS was 0 with status ok when another photo of the subject had no face."""
+    g = np.stack([unit(1, 0)])
+    r0, r1 = np.stack([unit(1, 0)]), np.stack([unit(0.6, 0.8)])
+    assert stability_of_identity(g, [r0, r1, np.zeros((0, 2))], own=0) == (pytest.approx(0.6), "no_face_reference_other")
+    assert stability_of_identity(g, [r0, None], own=0) == (pytest.approx(1.0), "no_face_reference_other")
+    assert stability_of_identity(g, [None, None]) == (0.0, NO_FACE_REFERENCE)
+    assert stability_of_identity(np.zeros((0, 2)), [r0, None]) == (0.0, NO_FACE_GENERATED)
+
+
+def test_aps_from_predictions_equals_the_probe_result():
+    from stellar.metrics.identity import aps_from_predictions, attribute_preservation
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(40, 6))
+    labels = np.where(ref[:, :2] > 0, 1, -1)
+    labels[3, 0] = 0
+    gen = ref + rng.normal(scale=0.5, size=ref.shape)
+    gen[5] = np.nan  # no face: a wrong prediction
+    res = attribute_preservation(ref, labels, gen, ["A", "B"])
+    score, per, skipped = aps_from_predictions(labels, res.predictions, ["A", "B"])
+    assert score == pytest.approx(res.score) and per == pytest.approx(res.per_attribute) and not skipped
 
 
 def test_exclusion_threshold_uses_ddof_1_and_strict_inequality():

@@ -81,6 +81,9 @@ def run_demo(
     )
     dataset = StellarDataset(root)
     dataset_problems = dataset.check(progress=progress)
+    # one photo per identity is how the demo dataset is built (issue 9.19): not a problem to fix here
+    single = [p for p in dataset_problems if "subject has one photo" in p.message]
+    dataset_problems = [p for p in dataset_problems if p not in single]
     jobs = dataset.jobs("test")
 
     rows = []
@@ -106,6 +109,8 @@ def run_demo(
         f"test jobs: {test.get('jobs_T', 0)} T + {test.get('jobs_H', 0)} H = {len(jobs)}"
     )
     print(f"dataset check: {count(dataset_problems, 'error')} error(s), {count(dataset_problems, 'warning')} warning(s)")
+    if single:
+        print(f"note: {len(single)} demo subject(s) have a single photo by construction, so their SIS equals their IPS")
     print(f"generated sets ({size}x{size} PNG + JSON sidecars), matched against the test jobs:")
     header = ("method", "matched", "written", "kept", "errors", "warnings", "folder")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]

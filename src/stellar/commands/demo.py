@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stellar.commands._common import add_threads_option
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="build the demo dataset from public-domain photos, run the sanity methods, check, summarise")
@@ -18,6 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--no-evaluate", action="store_true", help="stop after the checks (no face models)")
+    add_threads_option(p)
     p.set_defaults(func=cmd_demo)
 
 

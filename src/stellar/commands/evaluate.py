@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stellar.commands._common import parse_shard, print_json, split_list
+from stellar.commands._common import add_threads_option, check_run_files, non_negative_int, parse_shard, positive_int, print_json, split_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,15 +30,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--faces", default="paper", help="face preset: paper (mtcnn+facenet), arcface (scrfd+arcface), offline (mtcnn+dlib)")
     e.add_argument("--clip", default="clip-vit-bigg-14-laion2b", help="CLIP card, hub id or local folder; 'none' to skip CLIP metrics and the exclusion rule")
     e.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
-    e.add_argument("--batch-size", type=int, default=8)
-    e.add_argument("--workers", type=int, default=2, help="image-decoding threads")
+    e.add_argument("--batch-size", type=positive_int, default=8)
+    e.add_argument("--workers", type=non_negative_int, default=2, help="image-decoding threads")
+    add_threads_option(e)
     e.add_argument("--split", default="test", choices=["test", "val", "all"])
     e.add_argument("--kinds", default="T,H")
-    e.add_argument("--seeds", type=int, default=None)
+    e.add_argument("--seeds", type=positive_int, default=None)
     e.add_argument("--method", default=None, help="method name shown in reports (default: the folder name)")
     e.add_argument("--shard", default=None, help="i/n: evaluate every n-th job from i (auto under torchrun/accelerate)")
     e.add_argument("--strict", action="store_true", help="stop when images are unmatched, missing or duplicated")
-    e.add_argument("--force", action="store_true", help="discard previous results in --out and recompute")
+    e.add_argument("--force", action="store_true", help="discard previous results in --out and recompute (after validating everything; only files Stellar-Bench wrote)")
+    e.add_argument("--partial", action="store_true", help="mean over the jobs that have an image (default: a missing or undecodable image scores each metric's worst value)")
+    e.add_argument("--wait", action="store_true", help="when another evaluation writes --out, wait for it instead of stopping")
     e.add_argument("--no-reuse", action="store_true", help="recompute reference faces per metric and image, as the official code (for benchmarks)")
     e.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
     e.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -93,9 +96,9 @@ def scorer_options(args: argparse.Namespace) -> dict:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from stellar.commands.models import apply_weights_overrides
     from stellar.data.dataset import StellarDataset
+    from stellar.data.generated import GeneratedSet
     from stellar.engine.evaluate import CLIP_METRICS, FACE_METRICS, EvalConfig, evaluate
     from stellar.engine.scorers import build_scorers
-    from stellar.engine.store import ResultsStore
     from stellar.errors import StellarError
 
     apply_weights_overrides(args)
@@ -112,10 +115,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         use_cache=not args.no_cache,
         shard=parse_shard(args.shard),
         method=args.method,
+        failure_rule="partial" if args.partial else "worst",
     )
-    if args.force and config.shard[0] == 0:
-        ResultsStore(args.out).clear()
+    check_run_files(args.out)  # a corrupt run.json / part file or a file as --out: one message, not a traceback
     dataset = StellarDataset(args.dataset)
+    generated = GeneratedSet(args.generated, dataset, split=config.split, kinds=config.kinds, seeds=config.seeds)
+    print(generated.match_text(), file=sys.stderr)  # the match report, before anything runs (#9 item 10)
     faces = None
     if any(m in FACE_METRICS for m in metrics):
         from stellar.models.faces import FaceAnalyzer
@@ -147,7 +152,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=None if args.device == "auto" else args.device,
         batch_size=args.batch_size,
     )
-    summary = evaluate(dataset, args.generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers)
+    summary = evaluate(
+        dataset, generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers, force=args.force, wait=args.wait
+    )
     if summary is None:
         print(f"shard {config.shard[0]}/{config.shard[1]} done; results are merged when every shard has finished")
         return 0

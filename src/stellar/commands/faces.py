@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stellar.commands._common import print_json
+from stellar.commands._common import add_threads_option, positive_int, print_json
 
 
 def _add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +20,8 @@ def _add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", default=None, help=f"override the preset's detector: {', '.join(DETECTORS)}")
     p.add_argument("--embedder", default=None, help=f"override the preset's embedder: {', '.join(EMBEDDERS)}")
     p.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, cuda:1, ...")
-    p.add_argument("--batch-size", type=int, default=8, help="images per detector / embedder call")
+    p.add_argument("--batch-size", type=positive_int, default=8, help="images per detector / embedder call")
+    add_threads_option(p)
     add_weights_argument(p)
 
 

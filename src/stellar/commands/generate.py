@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stellar.commands._common import parse_shard, split_list
+from stellar.commands._common import add_threads_option, parse_shard, positive_int, split_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,11 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--out", type=Path, required=True, help="output folder of the generated set")
     g.add_argument("--split", default="test", choices=["test", "val", "all"])
     g.add_argument("--kinds", default="T,H")
-    g.add_argument("--seeds", type=int, default=1, help="images per job; >1 names them -sK")
+    g.add_argument("--seeds", type=positive_int, default=1, help="images per job; >1 names them -sK")
     g.add_argument("--seed", type=int, default=42, help="base seed (default 42, as the official samples)")
     g.add_argument("--shard", default=None, help="i/n: generate jobs i, i+n, ... (auto under torchrun/accelerate)")
     g.add_argument("--device", default="auto")
-    g.add_argument("--batch-size", type=int, default=1, help="jobs per generate call (default 1)")
+    g.add_argument("--batch-size", type=positive_int, default=1, help="jobs per generate call (default 1)")
+    add_threads_option(g)
     g.add_argument("--format", default="png", choices=["png", "jpg", "webp"])
     g.add_argument("--force", action="store_true", help="regenerate existing valid outputs")
     g.add_argument("--checkpoint", default=None, help="stellarnet: trained checkpoint folder")

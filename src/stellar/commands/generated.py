@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stellar.commands._common import print_json, print_problems, split_list
+from stellar.commands._common import positive_int, print_json, print_problems, split_list
 from stellar.data.problems import count
 
 
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--generated", type=Path, required=True, help="flat folder of NAME.png (+ NAME.json sidecars)")
     c.add_argument("--split", default="test", choices=["test", "val", "all"])
     c.add_argument("--kinds", default="T,H")
-    c.add_argument("--seeds", type=int, default=None, help="seeds per job (default: inferred from -sK names)")
+    c.add_argument("--seeds", type=positive_int, default=None, help="seeds per job (default: inferred from -sK names)")
     c.add_argument("--partial", action="store_true", help="jobs without an image are warnings, not errors")
     c.add_argument("--no-decode", action="store_true", help="do not decode every image")
     c.add_argument("--json", action="store_true")

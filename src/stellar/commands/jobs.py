@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stellar.commands._common import split_list
+from stellar.commands._common import positive_int, split_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--dataset", type=Path, required=True, help="Stellar-layout dataset folder")
     e.add_argument("--split", default="test", choices=["test", "val", "all"], help="default: test")
     e.add_argument("--kinds", default="T,H", help="prompt kinds, comma separated: T, H or T,H (default)")
-    e.add_argument("--seeds", type=int, default=1, help="seeds per job; >1 adds -sK to names (default 1)")
+    e.add_argument("--seeds", type=positive_int, default=1, help="seeds per job; >1 adds -sK to names (default 1)")
     e.add_argument("--subject-token", default="a person", help="text that replaces {} in 'prompt' (default 'a person')")
     e.add_argument("--format", default="jsonl", choices=["jsonl", "csv"])
     e.add_argument("--out", type=Path, default=None, help="output file (default: stdout)")

@@ -22,9 +22,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from stellar.fileio import atomic_write_text
     from stellar.report.leaderboard import leaderboard, load_run, render
 
+    from stellar.commands._common import check_run_files
+
     runs = []
     for spec in args.runs:
         path, _, name = spec.partition("=")
+        check_run_files(path, need=("run.json", "summary.json", "per_image.parquet"))
         runs.append(load_run(path, name or None))
     if args.format == "html":
         return _html(args, runs)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stellar.commands._common import add_threads_option, positive_int
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train a generator (StellarNet)")
@@ -19,8 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--exclude-dataset", type=Path, default=None, help="Stellar dataset whose identities must not be trained on")
     s.add_argument("--out", type=Path, required=True, help="checkpoint folder (final weights, checkpoints/, log.jsonl, validation/)")
     s.add_argument("--config", type=Path, default=None, help="JSON or YAML file of TrainConfig options")
-    s.add_argument("--max-steps", type=int, default=None)
-    s.add_argument("--batch-size", type=int, default=None)
+    s.add_argument("--max-steps", type=positive_int, default=None)
+    s.add_argument("--batch-size", type=positive_int, default=None)
     s.add_argument("--resolution", type=int, default=None)
     s.add_argument("--learning-rate", type=float, default=None)
     s.add_argument("--mixed-precision", choices=["auto", "no", "fp16", "bf16"], default=None)
@@ -28,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--base", default=None, help="SDXL base: registry card, hub id or local folder (default sdxl-base-1.0)")
     s.add_argument("--subject-encoder", default=None, help="CLIP vision encoder: card, hub id or folder (default clip-vit-l-14-openai)")
     s.add_argument("--device", default="auto", help="auto (cuda if available, else cpu), cpu, cuda, ...")
+    add_threads_option(s)
     s.add_argument("--no-resume", action="store_true", help="start from scratch even if --out has checkpoints")
     s.set_defaults(func=cmd_stellarnet)
 

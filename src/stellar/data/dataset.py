@@ -237,6 +237,15 @@ def _parse_prompts(path: Path, subject: str, kind: str, start: int, problems: li
     categories = _string_lists(data.get("categories"), n, "categories", path, problems)
     if kind == "T" and "detectables" not in data and n:
         problems.append(warning(path, "no 'detectables': GOA and RFS cannot be computed for these prompts", "add the objects each prompt mentions"))
+    elif kind == "T" and detectables is not None and (empty := [i for i, d in enumerate(detectables) if not d]):
+        listed = ", ".join(map(str, empty[:10])) + (" ..." if len(empty) > 10 else "")
+        problems.append(
+            warning(
+                path,
+                f"{len(empty)} prompt(s) with empty 'detectables' (index {listed}): GOA and RFS are undefined for their jobs",
+                "list the objects each prompt mentions, e.g. [\"horse\"]",
+            )
+        )
     triplets = _parse_triplets(data.get("triplets"), n, path, problems)
     ids = data.get("ids")
     if ids is not None and (not isinstance(ids, list) or len(ids) != n):
@@ -297,6 +306,7 @@ def _load_subject(folder: Path, split: str, problems: list[Problem]) -> Subject:
             )
         )
     photos.sort(key=lambda p: p.index)
+    _report_leftovers(folder, set(seen), problems)
     if not photos:
         others = sorted(f.name for f in folder.iterdir() if is_image_file(f) and not f.stem.endswith("_bg"))
         fix = "add 0.jpg (and 1.jpg: SIS needs two photos of the person)"
@@ -306,6 +316,7 @@ def _load_subject(folder: Path, split: str, problems: list[Problem]) -> Subject:
     elif len(photos) == 1:
         problems.append(warning(folder, "subject has one photo: SIS equals IPS for it", "add a second photo 1.jpg"))
     prompts: list[Prompt] = []
+    before = len(problems)
     t_path = folder / layout.PROMPTS_T_FILE
     if t_path.is_file():
         prompts += _parse_prompts(t_path, sid, "T", 0, problems)
@@ -314,10 +325,30 @@ def _load_subject(folder: Path, split: str, problems: list[Problem]) -> Subject:
         prompts += _parse_prompts(h_path, sid, "H", len(prompts), problems)
     if not t_path.is_file() and not h_path.is_file():
         problems.append(warning(folder, "no prompts_t.json or prompts_h.json: the subject has no jobs", "add prompts"))
+    elif not prompts and not any(p.severity == "error" for p in problems[before:]):
+        problems.append(warning(folder, "the subject has zero prompts (its prompts files list none): it has no jobs", "add prompts"))
     ids = [p.id for p in prompts if p.id is not None]
     if len(ids) != len(set(ids)):
         problems.append(error(folder, "duplicate prompt ids", "make the 'ids' of the subject's prompts unique"))
     return Subject(id=sid, split=split, photos=tuple(photos), prompts=tuple(prompts), folder=folder)
+
+
+_LEFTOVER_SUFFIXES = (("_bg.png", "mask"), ("_attributes.json", "attributes file"))
+
+
+def _report_leftovers(folder: Path, photo_indices: set[int], problems: list[Problem]) -> None:
+    """A mask or attributes file whose photo is gone (e.g. ``1_bg.png`` without ``1.jpg``): a warning, not silence."""
+    for path in sorted(folder.iterdir(), key=lambda p: p.name):
+        for suffix, what in _LEFTOVER_SUFFIXES:
+            stem = path.name[: -len(suffix)] if path.name.endswith(suffix) else ""
+            if stem.isdigit() and int(stem) not in photo_indices:
+                problems.append(
+                    warning(
+                        path,
+                        f"{what} of photo {int(stem)}, but the subject has no photo {int(stem)} ({stem}.jpg): ignored",
+                        f"restore the photo {stem}.jpg or delete this file",
+                    )
+                )
 
 
 class StellarDataset:

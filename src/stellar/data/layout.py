@@ -142,5 +142,5 @@ def tree_fingerprint(root: str | Path, files: list[Path]) -> str:
     root = Path(root)
     h = hashlib.sha256()
     for rel in sorted(p.relative_to(root).as_posix() for p in files):
-        h.update(f"{rel}\t{sha256_file(root / rel)}\n".encode())
+        h.update(f"{rel}\t{sha256_file(root / rel)}\n".encode("utf-8", "surrogateescape"))  # non-UTF-8 names too
     return "sha256:" + h.hexdigest()

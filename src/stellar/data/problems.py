@@ -28,12 +28,23 @@ class Problem:
         return {"severity": self.severity, "path": self.path, "message": self.message, "fix": self.fix}
 
 
+def display_path(path: str | Path) -> str:
+    """``path`` as printable UTF-8 text: bytes of a non-UTF-8 name (held as lone surrogates, PEP 383)
+    are shown as ``\\xNN`` escapes, so a report or a JSON file can always be written."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return text
+
+
 def error(path: str | Path, message: str, fix: str = "") -> Problem:
-    return Problem("error", str(path), message, fix)
+    return Problem("error", display_path(path), display_path(message), fix)
 
 
 def warning(path: str | Path, message: str, fix: str = "") -> Problem:
-    return Problem("warning", str(path), message, fix)
+    return Problem("warning", display_path(path), display_path(message), fix)
 
 
 def count(problems: list[Problem], severity: Severity) -> int:

@@ -1,26 +1,37 @@
 """``evaluate``: one evaluation run over a dataset and a generated set (DESIGN §7).
 
 1. Match the generated set to the jobs (problems reported up front; ``strict`` stops on them).
-2. Plan: the features the requested metrics need (faces, CLIP image/text) and which models.
-3. Reference side first: every photo of every involved subject goes through each model once,
-   cached on disk by (content hash, model protocol); prompt texts are embedded once per unique text.
-4. Generated side streamed in batches: images decoded in worker threads ahead of the models,
-   each model runs once per image; per-image raw values are written as a part file per batch.
+2. Validate everything (metrics, scorers, run directory) before anything is written or deleted;
+   take the run directory's lock (one writer per run directory and shard).
+3. Reference side first: every photo of every involved subject is decoded and hashed once; its
+   faces / CLIP features go through each model once, cached on disk by (content hash, model
+   protocol); prompt texts are embedded once per unique text. A photo that cannot be decoded is
+   recorded, never a crash (its jobs get status ``reference_decode_error``).
+4. Generated side streamed in batches: images decoded in worker threads ahead of the models, each
+   model runs once per image; per-image raw values are written as part files.
 5. Finalise: the exclusion rule (σ over the whole evaluated set), IPS/SIS after exclusion, APS
-   probes, per-image diagnostics, ``per_image.parquet`` + ``summary.json``.
+   probes, the failure rule (DESIGN §6.10), ``per_image.parquet``; then every dataset-level number
+   from :func:`stellar.metrics.aggregate.summarize` over that table into ``summary.json``.
 
-Resume: finished batches are part files; a rerun with the same configuration skips their jobs (unless
-the image file changed since: its content hash is stored per row, and a replaced image is evaluated
-again), and finalisation sorts rows into job order, so the result equals an uninterrupted run. Sharding
-(``shard=(i, n)``) evaluates jobs ``i, i+n, …`` into ``parts/shard-i-of-n``; whichever shard finishes
-with every job covered finalises (or run ``finalize_run`` / ``stellar evaluate --merge``).
+Failure rule (``EvalConfig.failure_rule``): ``"worst"`` (default) — every expected job has a row; a
+job without an image (status ``missing``; also a job claimed by two files) or with an undecodable one
+(``decode_error``) scores each metric's declared ``failure_value`` (0 for the similarities) and the
+wrong APS prediction; a job whose input photo cannot be decoded (``reference_decode_error``) scores
+the failure value for every metric that needs the input photo. ``"partial"`` keeps the mean over what
+exists: only jobs with an image get rows, failures are NaN (and left out of APS). ``run.json`` and
+every report say which rule a run used.
 
-Failures are per image: an undecodable generated image gets status ``decode_error`` with the error
-text and NaN metrics (counted in the summary), never a crash of the run and never a silent 0.
+Resume: rows are keyed by everything they depend on (``row_key`` = sha256 of the generated image's
+bytes, the sha256 of every photo of the subject, the prompt and the model protocol); a rerun skips the
+jobs whose key is unchanged and evaluates exactly the others — a replaced image, a replaced reference
+photo, an edited prompt. Finalisation sorts rows into job order, so the result equals an uninterrupted
+run. Sharding (``shard=(i, n)``) evaluates jobs ``i, i+n, …`` into ``parts/shard-i-of-n``; whichever
+shard finishes with every job covered finalises.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 from concurrent.futures import ThreadPoolExecutor
@@ -36,16 +47,22 @@ from stellar.data.dataset import Job, StellarDataset
 from stellar.data.generated import GeneratedSet
 from stellar.data.layout import APS_ATTRIBUTES
 from stellar.engine.cache import FeatureCache, content_hash
+from stellar.engine.lock import RunLock
 from stellar.engine.scorers import SCORERS, Scorer, ScoringItem, build_scorers
-from stellar.engine.store import ResultsStore
+from stellar.engine.store import RUN_FORMAT, ResultsStore, atomic_write_parquet
 from stellar.errors import ImageDecodeError, StellarError
 from stellar.images import load_image
+from stellar.metrics import aggregate as agg
 from stellar.metrics import identity as idm
-from stellar.metrics.base import METRICS
+from stellar.metrics.base import METRICS, failure_value
 
 FACE_METRICS = ("ips", "sis", "aps")
 CLIP_METRICS = ("clip_t", "clip_i")
 DEFAULT_METRICS = ("ips", "sis", "aps", "clip_t", "clip_i")
+FAILURE_RULES = ("worst", "partial")
+#: statuses whose metrics take the failure rule: every metric (no image) / those needing the input photo
+IMAGE_FAILURES = agg.IMAGE_FAILURES
+REFERENCE_FAILURE = "reference_decode_error"
 
 
 @dataclass(frozen=True)
@@ -59,15 +76,16 @@ class EvalConfig:
     batch_size: int = 8
     num_workers: int = 2
     strict: bool = False
-    reuse: bool = True  # False: recompute reference faces for every metric and image (the official way)
+    reuse: bool = True  # False: recompute reference faces for every metric and image (benchmarks)
     use_cache: bool = True
     shard: tuple[int, int] = (0, 1)
     method: str | None = None
+    failure_rule: str = "worst"  # DESIGN §6.10: "worst" | "partial"
 
     def comparable(self) -> dict:
-        """The part of the config that must match for a resume."""
+        """The part of the config that must match for a resume (the failure rule only changes finalisation)."""
         d = asdict(self)
-        for k in ("batch_size", "num_workers", "shard", "method", "use_cache"):
+        for k in ("batch_size", "num_workers", "shard", "method", "use_cache", "failure_rule"):
             d.pop(k)
         d["metrics"] = list(d["metrics"])
         d["kinds"] = list(d["kinds"])
@@ -140,7 +158,7 @@ class _Extractor:
         return out
 
     def clip_images(self, images: Sequence[np.ndarray | None], keys: Sequence[str]) -> list[np.ndarray | None]:
-        out, n = self._through_cache(self.clip.name, images, keys, lambda ims: [{"image": e} for e in self.clip.encode_images(ims)])
+        out, n = self._through_cache(self.clip.protocol, images, keys, lambda ims: [{"image": e} for e in self.clip.encode_images(ims)])
         self.counters.clip_image_passes += n
         return [None if a is None else a["image"] for a in out]
 
@@ -165,13 +183,123 @@ def _prefetch(paths_batches: list[list[Path]], workers: int) -> Iterator[list[tu
 
 
 def _versions() -> dict:
+    """Package versions from their metadata (no import of torch/transformers just for a string)."""
+    from importlib import metadata
+
     out = {"stellar-bench": __version__, "python": platform.python_version(), "numpy": np.__version__}
-    for mod in ("torch", "transformers", "sklearn", "dlib", "onnxruntime"):
+    for mod, dist in (("torch", "torch"), ("transformers", "transformers"), ("sklearn", "scikit-learn"), ("dlib", "dlib-bin"), ("dlib", "dlib"), ("onnxruntime", "onnxruntime")):
+        if mod in out:
+            continue
         try:
-            out[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001 - optional packages
+            out[mod] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
             pass
     return out
+
+
+# ----------------------------------------------------------------------------- run directory
+def _prepare_run_dir(out: Path, run_info: dict, *, force: bool, shard_name: str, n_shards: int) -> None:
+    """Check ``out`` may hold this run; with ``force`` delete only what the project wrote there.
+
+    Called after every input has been validated, so a typo never costs the previous results.
+    """
+    store = ResultsStore(out, shard_name)
+    if out.exists() and not out.is_dir():
+        raise StellarError(f"--out {out} is a file, not a folder.\n  fix: choose a folder path for the run directory")
+    old = store.read_run_json()
+    foreign = store.foreign_content()
+    if foreign:
+        raise StellarError(
+            f"{out} is not a Stellar-Bench run directory ({', '.join(foreign)} present without a run.json of format {RUN_FORMAT}); "
+            "refusing to write or delete anything there.\n  fix: choose another --out (an empty or new folder)"
+        )
+    if force:
+        store.clear(everything=n_shards == 1)
+        return
+    if old is not None:
+        same = old.get("config") == run_info["config"] and old.get("models") == run_info["models"] and old.get("metrics") == run_info["metrics"]
+        if not same:
+            raise StellarError(
+                f"{out} holds results of another configuration (metrics, models or split differ).\n"
+                "  fix: pass --force to recompute, or choose another --out"
+            )
+
+
+def _digest(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _row_key(job: Job, image_sha: str | None, photo_shas: dict[Path, str | None], dataset: StellarDataset, protocol: str) -> str:
+    """What a row depends on: the generated bytes, every photo of the subject, the prompt, the protocol."""
+    p = job.prompt
+    photos = [photo_shas.get(ph.path) for ph in dataset.subject(job.subject).photos]
+    prompt = [p.template, p.fill(), list(p.detectables), list(p.categories), None if p.triplets is None else [list(t) for t in p.triplets], p.kind]
+    labels = [job.photo.attributes.get(a, 0) for a in APS_ATTRIBUTES]
+    return _digest([image_sha, job.photo.index, photos, prompt, labels, protocol])
+
+
+def _base_row(job: Job, path: Path | None, sha: str | None, key: str) -> dict:
+    return {
+        "name": job.name,
+        "subject": job.subject,
+        "photo": job.photo.index,
+        "prompt_index": job.prompt.index,
+        "kind": job.kind,
+        "seed": job.seed,
+        "split": job.split,
+        "categories": list(job.prompt.categories),
+        "image": None if path is None else str(path),
+        "image_sha256": sha,
+        "row_key": key,
+        "status": "ok",
+        "error": "",
+        "ips_raw": np.nan,
+        "sis_raw": np.nan,
+        "n_faces_generated": np.nan,
+        "n_faces_reference": np.nan,
+        "face_score": np.nan,
+        "face_boxes": None,
+        "face_embedding": None,
+        "clip_t": np.nan,
+        "clip_n": np.nan,
+        "clip_i": np.nan,
+    }
+
+
+@dataclass
+class _Reference:
+    """The reference side of a run: per photo its sha256, decode error, faces and CLIP embedding."""
+
+    sha: dict[Path, str | None]
+    error: dict[Path, str]
+    faces: dict[Path, dict | None]
+    clip: dict[Path, np.ndarray | None]
+
+
+def _reference_phase(dataset, photos, ext: _Extractor, *, wants_faces: bool, wants_clip: bool, batch_size: int, progress: bool) -> _Reference:
+    """Decode and hash every reference photo once; faces / CLIP once per photo (through the cache)."""
+    from tqdm.auto import tqdm
+
+    ref = _Reference({}, {}, {}, {})
+    for start in tqdm(range(0, len(photos), batch_size), desc="reference photos", unit="batch", disable=not progress):
+        chunk = photos[start : start + batch_size]
+        decoded = [_decode(p.path) for p in chunk]
+        arrays = [d for d, _ in decoded]
+        for p, (arr, err) in zip(chunk, decoded):
+            try:
+                ref.sha[p.path] = content_hash(p.path)
+            except OSError as exc:
+                ref.sha[p.path], arr, err = None, None, str(exc)
+            if arr is None:
+                ref.error[p.path] = err or "cannot be read"
+        keys = [ref.sha[p.path] or "" for p in chunk]
+        if wants_faces:
+            for p, f in zip(chunk, ext.faces_of(arrays, keys, reference=True)):
+                ref.faces[p.path] = f
+        if wants_clip:
+            for p, e in zip(chunk, ext.clip_images(arrays, keys)):
+                ref.clip[p.path] = e
+    return ref
 
 
 def evaluate(
@@ -187,6 +315,8 @@ def evaluate(
     scorers: Sequence[Scorer] | None = None,
     scorer_options: dict | None = None,
     progress: bool = True,
+    force: bool = False,
+    wait: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> dict | None:
     """Run (or resume) an evaluation; returns the summary, or ``None`` when other shards are unfinished.
@@ -203,6 +333,9 @@ def evaluate(
         cache: the feature cache (default ``$STELLAR_HOME/features``).
         scorers: the :class:`~stellar.engine.scorers.Scorer` objects of the other metrics (GOA, RFS,
             DINO, ...); default: built from :data:`~stellar.engine.scorers.SCORERS` with ``scorer_options``.
+        force: discard the previous results of ``out`` — only after everything else was validated, and
+            only files this project wrote (a folder that is not a run directory is refused).
+        wait: when another process writes ``out`` (same shard), wait for it instead of refusing.
         on_batch: called with the batch index after each part is written (tests inject crashes here).
     """
     from tqdm.auto import tqdm
@@ -212,6 +345,8 @@ def evaluate(
     unknown = [m for m in config.metrics if m not in METRICS]
     if unknown:
         raise StellarError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)} (stellar metrics list)")
+    if config.failure_rule not in FAILURE_RULES:
+        raise StellarError(f"failure rule {config.failure_rule!r}: use one of {', '.join(FAILURE_RULES)}")
     wants_faces = any(m in FACE_METRICS for m in config.metrics)
     if wants_faces and faces is None:
         raise StellarError("IPS/SIS/APS need a face analyzer (--faces paper|arcface|offline)")
@@ -235,134 +370,102 @@ def evaluate(
     i, n = config.shard
     shard_name = "all" if n == 1 else f"shard-{i}-of-{n}"
     store = ResultsStore(out, shard_name)
-    run_json = out / "run.json"
     models = {
         "faces": getattr(faces, "protocol", None) if wants_faces else None,
-        "clip": getattr(clip, "name", None),
+        "clip": getattr(clip, "protocol", None) or getattr(clip, "name", None),
         "scorers": {s.name: s.protocol for s in scorers},
         **({"non_reference_weights": nonref} if (nonref := non_reference_weights()) else {}),  # --weights FILE not the card's file
     }
+    expected = list(gs.expected.values())
     run_info = {
-        "format": "stellar-run-v1",
+        "format": RUN_FORMAT,
         "method": config.method or gs.folder.name,
         "config": config.comparable(),
+        "failure_rule": config.failure_rule,
         "metrics": metrics,
         "skipped_metrics": skipped_metrics,
         "models": models,
         "exclusion_rule": "applied" if clip is not None else f"not applied: {clip_unavailable or 'no CLIP model'}",
         "dataset": {"root": str(dataset.root), "fingerprint": dataset.fingerprint()},
         "generated": {"folder": str(gs.folder), "fingerprint": gs.fingerprint(), "match": gs.summary()},
+        "jobs": _expected_jobs(expected),
         "match_problems": [p.to_dict() for p in match_problems],
         "versions": _versions(),
     }
-    if run_json.is_file():
-        old = json.loads(run_json.read_text())
-        same = old.get("config") == run_info["config"] and old.get("models") == models and old.get("metrics") == metrics
-        if not same:
-            raise StellarError(
-                f"{out} holds results of another configuration (metrics, models or split differ).\n"
-                "  fix: pass --force to recompute, or choose another --out"
-            )
-    store.write_json("run.json", run_info)
+    _prepare_run_dir(out, run_info, force=force, shard_name=shard_name, n_shards=n)
+    with RunLock(out, shard_name, wait=wait):
+        store.write_json("run.json", run_info)
+        cache = cache or FeatureCache(stellar_home() / "features", enabled=config.use_cache)
+        if not config.reuse:
+            cache.enabled = False  # --no-reuse measures the recompute-everything cost
+        counters = RunCounters()
+        ext = _Extractor(faces, clip, cache, counters)
+        protocol = _digest([models, run_info["config"]])
+        jobs_here = [j for k, j in enumerate(expected) if k % n == i]
+        matched = gs.report.matched
 
-    cache = cache or FeatureCache(stellar_home() / "features", enabled=config.use_cache)
-    if not config.reuse:
-        cache.enabled = False  # --no-reuse measures the official recompute-everything cost
-    counters = RunCounters()
-    ext = _Extractor(faces, clip, cache, counters)
-    images = list(gs)
-    jobs_here = [im for k, im in enumerate(images) if k % n == i]
-    # resume: skip jobs already evaluated on the same bytes; an image replaced since is evaluated again
-    done = store.done_jobs()
-    todo = [im for im in jobs_here if im.job.name not in done or done[im.job.name] != content_hash(im.path)]
+        # ---- reference side: each photo of each involved subject once (decoded, hashed, analysed)
+        subjects = sorted({j.subject for j in jobs_here})
+        ref_photos = [p for s in subjects for p in dataset.subject(s).photos]
+        ref = _reference_phase(
+            dataset, ref_photos, ext, wants_faces=wants_faces and config.reuse, wants_clip=clip is not None, batch_size=config.batch_size, progress=progress
+        )
+        if wants_faces and ref_photos:
+            store.write_reference(_reference_rows(ref_photos, ref, ext, config.reuse))
 
-    def reference_faces_once(photo) -> dict | None:
-        arr, _ = _decode(photo.path)
-        return ext.faces_of([arr], [ref_keys[photo.path]], reference=True)[0] if arr is not None else None
+        # ---- which jobs need work: their row key changed (or they have no row yet)
+        done = store.done_keys()
+        shas: dict[str, str | None] = {}
+        todo: list[Job] = []
+        for j in tqdm(jobs_here, desc="hashing images", unit="img", disable=not progress):
+            im = matched.get(j.name)
+            shas[j.name] = content_hash(im.path) if im is not None and im.path.is_file() else None
+            if done.get(j.name) != _row_key(j, shas[j.name], ref.sha, dataset, protocol):
+                todo.append(j)
+        absent = [j for j in todo if shas[j.name] is None]
+        present = [j for j in todo if shas[j.name] is not None]
+        if absent:
+            store.write_part([_missing_row(j, gs, _row_key(j, None, ref.sha, dataset, protocol)) for j in absent])
 
-    def reference_faces(photo) -> dict | None:
-        if config.reuse:
-            return ref_faces.get(photo.path)
-        # --no-reuse: recompute, as the official implementation does per metric and image
-        return reference_faces_once(photo)
+        # ---- text side: one embedding per unique filled prompt
+        text_emb: dict[str, np.ndarray] = {}
+        truncated = 0
+        if clip is not None and present:
+            texts = sorted({j.prompt.fill() for j in present})
+            text_emb = dict(zip(texts, clip.encode_texts(texts)))
+            truncated = clip.last_truncated
 
-    # ---- reference side: each photo of each involved subject once
-    subjects = sorted({im.job.subject for im in jobs_here})  # all, so a resumed shard's table stays complete
-    ref_photos = [p for s in subjects for p in dataset.subject(s).photos]
-    ref_keys = {p.path: content_hash(p.path) for p in ref_photos}
-    ref_faces: dict[Path, dict | None] = {}
-    ref_clip: dict[Path, np.ndarray | None] = {}
-    if ref_photos and (wants_faces or clip is not None):
-        for start in tqdm(range(0, len(ref_photos), config.batch_size), desc="reference photos", unit="batch", disable=not progress):
-            chunk = ref_photos[start : start + config.batch_size]
-            decoded = [_decode(p.path) for p in chunk]
+        # ---- generated side, streamed
+        def reference_faces(photo) -> dict | None:
+            if config.reuse:
+                return ref.faces.get(photo.path)
+            arr, _ = _decode(photo.path)  # --no-reuse: recompute per metric and image
+            return ext.faces_of([arr], [ref.sha[photo.path] or ""], reference=True)[0] if arr is not None else None
+
+        batches = [present[k : k + config.batch_size] for k in range(0, len(present), config.batch_size)]
+        bar = tqdm(total=len(present), desc=f"evaluating {run_info['method']}", unit="img", disable=not progress)
+        paths = [[matched[j.name].path for j in bt] for bt in batches]
+        for b, (batch, decoded) in enumerate(zip(batches, _prefetch(paths, config.num_workers))):
             arrays = [d for d, _ in decoded]
-            keys = [ref_keys[p.path] for p in chunk]
-            if wants_faces and config.reuse:
-                for p, f in zip(chunk, ext.faces_of(arrays, keys, reference=True)):
-                    ref_faces[p.path] = f
-            if clip is not None:
-                for p, e in zip(chunk, ext.clip_images(arrays, keys)):
-                    ref_clip[p.path] = e
-
-    if wants_faces and ref_photos:
-        ref_rows = []
-        for p in ref_photos:
-            f = ref_faces.get(p.path) if config.reuse else reference_faces_once(p)
-            largest = None if f is None else _largest(f)
-            ref_rows.append(
-                {
-                    "subject": p.subject,
-                    "photo": p.index,
-                    "image_sha256": ref_keys[p.path],
-                    "n_faces": None if f is None else len(f["embeddings"]),
-                    "face_embedding": None if largest is None else largest.astype(np.float32).tolist(),
-                }
-            )
-        store.write_reference(ref_rows)
-
-    # ---- text side: one embedding per unique filled prompt
-    text_emb: dict[str, np.ndarray] = {}
-    truncated = 0
-    if clip is not None and todo:
-        texts = sorted({im.job.prompt.fill() for im in todo})
-        emb = clip.encode_texts(texts)
-        truncated = clip.last_truncated
-        text_emb = dict(zip(texts, emb))
-
-    # ---- generated side, streamed
-    batches = [todo[k : k + config.batch_size] for k in range(0, len(todo), config.batch_size)]
-    bar = tqdm(total=len(todo), desc=f"evaluating {run_info['method']}", unit="img", disable=not progress)
-    for b, (batch, decoded) in enumerate(zip(batches, _prefetch([[im.path for im in bt] for bt in batches], config.num_workers))):
-        arrays = [d for d, _ in decoded]
-        keys = [content_hash(im.path) if arr is not None else "" for im, arr in zip(batch, arrays)]
-        counters.generated_images += len(batch)
-        gen_faces = ext.faces_of(arrays, keys, reference=False) if wants_faces else [None] * len(batch)
-        if wants_faces and not config.reuse:  # the official code runs the detector again for each metric
-            for _ in range(sum(m in FACE_METRICS for m in metrics) - 1):
-                ext.faces_of(arrays, keys, reference=False)
-        gen_clip = ext.clip_images(arrays, keys) if clip is not None else [None] * len(batch)
-        rows = []
-        for im, arr, (_, err), key, gf, gc in zip(batch, arrays, decoded, keys, gen_faces, gen_clip):
-            rows.append(_row(im.job, im.path, dataset, arr is None, err, key, gf, gc, reference_faces, ref_clip, text_emb, wants_faces))
-        if scorers:
-            live = [k for k, arr in enumerate(arrays) if arr is not None]
-            items = [
-                ScoringItem(batch[k].job, arrays[k], keys[k], content_hash(batch[k].job.photo.path), batch[k].job.prompt.fill(), batch[k].job.prompt.triplets)
-                for k in live
-            ]
-            for scorer in scorers:
-                for k, values in zip(live, scorer.score(items, cache)):
-                    rows[k].update(values)
-            for k in range(len(rows)):
-                for m in covered:
-                    rows[k].setdefault(m, np.nan)
-        store.write_part(rows)
-        bar.update(len(batch))
-        if on_batch is not None:
-            on_batch(b)
-    bar.close()
-    cache_stats = {"hits": cache.hits, "misses": cache.misses}
+            keys = [shas[j.name] if arr is not None else "" for j, arr in zip(batch, arrays)]
+            counters.generated_images += len(batch)
+            gen_faces = ext.faces_of(arrays, keys, reference=False) if wants_faces else [None] * len(batch)
+            if wants_faces and not config.reuse:  # the per-metric recompute: the detector again for each metric
+                for _ in range(sum(m in FACE_METRICS for m in metrics) - 1):
+                    ext.faces_of(arrays, keys, reference=False)
+            gen_clip = ext.clip_images(arrays, keys) if clip is not None else [None] * len(batch)
+            rows = []
+            for j, arr, (_, err), gf, gc in zip(batch, arrays, decoded, gen_faces, gen_clip):
+                row = _base_row(j, matched[j.name].path, shas[j.name], _row_key(j, shas[j.name], ref.sha, dataset, protocol))
+                rows.append(_score_builtin(row, j, arr is None, err, gf, gc, dataset, ref, reference_faces, text_emb, wants_faces))
+            _run_scorers(scorers, batch, arrays, rows, ref, cache, covered)
+            store.write_part(rows)
+            bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(b)
+        bar.close()
+        cache_stats = {"hits": cache.hits, "misses": cache.misses}
+        store.write_json(f"parts/{shard_name}.counters.json", asdict(counters))
 
     if n > 1:
         marker = out / "parts" / f"{shard_name}.done"
@@ -370,75 +473,199 @@ def evaluate(
         finished = all((out / "parts" / f"shard-{k}-of-{n}.done").is_file() for k in range(n))
         if not finished:
             return None
-    return finalize_run(
-        out,
-        dataset,
-        expected=[im.job for im in images],
-        counters=counters,
-        extra={"cache": cache_stats, "prompts_truncated": truncated},
-    )
+    with RunLock(out, "finalize", wait=True):
+        return finalize_run(out, dataset, expected=expected, counters=None, extra={"cache": cache_stats, "prompts_truncated": truncated})
 
 
-def _row(job: Job, path: Path, dataset, failed: bool, err: str, key: str, gf, gc, reference_faces, ref_clip, text_emb, wants_faces) -> dict:
-    row = {
-        "name": job.name,
-        "subject": job.subject,
-        "photo": job.photo.index,
-        "prompt_index": job.prompt.index,
-        "kind": job.kind,
-        "seed": job.seed,
-        "split": job.split,
-        "categories": list(job.prompt.categories),
-        "image": str(path),
-        "image_sha256": key,
-        "status": "ok",
-        "error": "",
-        "ips_raw": np.nan,
-        "sis_raw": np.nan,
-        "n_faces_generated": np.nan,
-        "n_faces_reference": np.nan,
-        "face_score": np.nan,
-        "face_embedding": None,
-        "clip_t": np.nan,
-        "clip_n": np.nan,
-        "clip_i": np.nan,
+def _expected_jobs(expected: Sequence[Job]) -> dict:
+    """``run.json["jobs"]``: how many jobs the run stands for (coverage) and a digest of their names."""
+    by_kind: dict[str, int] = {}
+    by_cat: dict[str, int] = {}
+    for j in expected:
+        by_kind[j.kind] = by_kind.get(j.kind, 0) + 1
+        for c in j.prompt.categories:
+            by_cat[c] = by_cat.get(c, 0) + 1
+    return {
+        "expected": len(expected),
+        "by_kind": by_kind,
+        "by_category": by_cat,
+        "digest": "sha256:" + hashlib.sha256("\n".join(j.name for j in expected).encode()).hexdigest(),
     }
+
+
+def _reference_rows(photos, ref: _Reference, ext: _Extractor, reuse: bool) -> list[dict]:
+    rows = []
+    for p in photos:
+        f = ref.faces.get(p.path)
+        if not reuse and p.path not in ref.error:
+            arr, _ = _decode(p.path)
+            f = ext.faces_of([arr], [ref.sha[p.path] or ""], reference=True)[0]
+        largest = None if f is None else _largest(f)
+        rows.append(
+            {
+                "subject": p.subject,
+                "photo": p.index,
+                "image_sha256": ref.sha.get(p.path),
+                "decode_error": ref.error.get(p.path, ""),
+                "n_faces": None if f is None else len(f["embeddings"]),
+                "face_embedding": None if largest is None else largest.astype(np.float32).tolist(),
+            }
+        )
+    return rows
+
+
+def _missing_row(job: Job, gs: GeneratedSet, key: str) -> dict:
+    row = _base_row(job, None, None, key)
+    dup = gs.report.duplicates.get(job.name)
+    why = f"{len(dup)} files claim this job ({', '.join(p.name for p in dup)}): none is used" if dup else "no image for this job"
+    row.update(status="missing", error=why)
+    return row
+
+
+def _score_builtin(row: dict, job: Job, failed: bool, err: str, gf, gc, dataset, ref: _Reference, reference_faces, text_emb, wants_faces) -> dict:
+    """IPS/SIS raw values, face diagnostics and CLIP similarities of one generated image."""
     if failed:
         row.update(status="decode_error", error=err)
         return row
+    if job.photo.path in ref.error:
+        row.update(status=REFERENCE_FAILURE, error=f"reference photo {job.photo.path} cannot be decoded: {ref.error[job.photo.path]}")
     if wants_faces:
-        ref = reference_faces(job.photo)
-        others = [reference_faces(p) for p in dataset.subject(job.subject).photos]
-        emb = lambda a: None if a is None else a["embeddings"]  # noqa: E731
-        if ref is None:
-            row.update(status="decode_error", error=f"reference photo {job.photo.path} cannot be decoded")
-            return row
-        ips, status = idm.identity_preservation(emb(gf), emb(ref))
-        sis, _ = idm.stability_of_identity(emb(gf), [emb(o) if o is not None else None for o in others])
+        if gf is not None and len(gf["scores"]):
+            row["face_boxes"] = [[float(v) for v in box] + [float(s)] for box, s in zip(gf["boxes"], gf["scores"])]
+        row.update(n_faces_generated=len(gf["embeddings"]), face_score=float(gf["scores"].max()) if len(gf["scores"]) else np.nan)
         largest = _largest(gf)
-        row.update(
-            ips_raw=ips,
-            sis_raw=sis,
-            status=status,
-            n_faces_generated=len(gf["embeddings"]),
-            n_faces_reference=len(ref["embeddings"]),
-            face_score=float(gf["scores"].max()) if len(gf["scores"]) else np.nan,
-            face_embedding=None if largest is None else largest.astype(np.float32).tolist(),
-        )
+        row["face_embedding"] = None if largest is None else largest.astype(np.float32).tolist()
+        if row["status"] != REFERENCE_FAILURE:
+            photos = dataset.subject(job.subject).photos
+            own = reference_faces(job.photo)
+            others = [reference_faces(p) for p in photos]
+            emb = lambda a: None if a is None else a["embeddings"]  # noqa: E731
+            ips, status = idm.identity_preservation(emb(gf), emb(own))
+            sis, sis_status = idm.stability_of_identity(emb(gf), [emb(o) for o in others], own=[p.index for p in photos].index(job.photo.index))
+            if status == idm.OK and sis_status == idm.NO_FACE_REFERENCE_OTHER:
+                status = sis_status
+            row.update(ips_raw=ips, sis_raw=sis, status=status, n_faces_reference=len(own["embeddings"]))
     if gc is not None:
         text = text_emb[job.prompt.fill()]
-        ref_e = ref_clip.get(job.photo.path)
         row["clip_t"] = float(np.dot(text, gc))
+        ref_e = ref.clip.get(job.photo.path)
         if ref_e is not None:
             row["clip_n"] = float(np.dot(text, ref_e))
             row["clip_i"] = float(np.dot(ref_e, gc))
     return row
 
 
-def _mean(values: pd.Series) -> float | None:
-    v = values.astype(float)
-    v = v[np.isfinite(v)]
-    return float(v.mean()) if len(v) else None
+def _needs_reference(metric: str) -> bool:
+    info = METRICS.get(metric)
+    return info is not None and bool({"reference", "references"} & set(info.needs))
+
+
+def _run_scorers(scorers, batch: Sequence[Job], arrays, rows: list[dict], ref: _Reference, cache: FeatureCache, covered) -> None:
+    """Each plug-in scorer on the decoded images of the batch; a scorer that needs the input photo
+    never sees a job whose photo cannot be decoded (its row is a ``reference_decode_error``)."""
+    if not scorers:
+        return
+    live = [k for k, arr in enumerate(arrays) if arr is not None]
+    for scorer in scorers:
+        needs_ref = any(_needs_reference(m) for m in scorer.metrics)
+        mine = [k for k in live if not (needs_ref and batch[k].photo.path in ref.error)]
+        items = [
+            ScoringItem(batch[k], arrays[k], rows[k]["image_sha256"], ref.sha.get(batch[k].photo.path) or "", batch[k].prompt.fill(), batch[k].prompt.triplets)
+            for k in mine
+        ]
+        for k, values in zip(mine, scorer.score(items, cache) if items else []):
+            rows[k].update(values)
+    for row in rows:
+        for m in covered:
+            row.setdefault(m, np.nan)
+
+
+# ----------------------------------------------------------------------------- finalisation
+def _in_job_order(frame: pd.DataFrame, expected: Sequence[Job] | None, out: Path) -> pd.DataFrame:
+    """Rows of the expected jobs in job order (O(N): one dict, one set)."""
+    if expected is None:
+        return frame.sort_values("name").reset_index(drop=True)
+    order = {j.name: k for k, j in enumerate(expected)}
+    have = set(frame["name"]) if len(frame) else set()
+    missing = [name for name in order if name not in have]
+    if missing:
+        raise StellarError(f"{out}: {len(missing)} job(s) not evaluated yet (e.g. {missing[0]}); rerun the evaluation to resume")
+    frame = frame[frame["name"].isin(order.keys())].copy()
+    frame["_order"] = frame["name"].map(order)
+    return frame.sort_values("_order").drop(columns="_order").reset_index(drop=True)
+
+
+def _exclusion(frame: pd.DataFrame, run: dict) -> tuple[np.ndarray | None, dict]:
+    """The exclusion rule over the evaluated rows: (followed per row or None, summary entry)."""
+    valid = frame["clip_n"].notna() & frame["clip_t"].notna() & ~frame["status"].isin(IMAGE_FAILURES)
+    if run["exclusion_rule"] != "applied":
+        frame["followed_prompt"] = None
+        return None, {"applied": False, "reason": run["exclusion_rule"].removeprefix("not applied: ")}
+    if valid.sum() < 2:
+        frame["followed_prompt"] = None
+        return None, {"applied": False, "reason": f"σ needs CLIP values of at least 2 images, {int(valid.sum())} have them"}
+    sigma = idm.exclusion_threshold(frame.loc[valid, "clip_n"].to_numpy())
+    followed = np.ones(len(frame), dtype=bool)
+    followed[valid.to_numpy()] = idm.followed_prompt(frame.loc[valid, "clip_t"].to_numpy(), frame.loc[valid, "clip_n"].to_numpy(), sigma)
+    frame["followed_prompt"] = pd.Series(np.where(valid, followed, None), dtype=object)
+    return followed, {"applied": True, "sigma": sigma, "margin": 2 * sigma, "excluded": int((valid & ~followed).sum())}
+
+
+def _aps_columns(frame: pd.DataFrame, dataset: StellarDataset, reference: pd.DataFrame | None, followed, rule: str) -> dict:
+    """APS probes fit on the input photos of the table's jobs; ``aps_label_A`` / ``aps_pred_A`` / ``aps_image``."""
+    ref_by_photo = {}
+    if reference is not None:
+        for r in reference.itertuples():
+            ref_by_photo[(r.subject, int(r.photo))] = None if r.face_embedding is None else np.asarray(r.face_embedding, np.float64)
+    dim = next((len(e) for e in ref_by_photo.values() if e is not None), None)
+    if dim is None:
+        dim = next((len(e) for e in frame["face_embedding"] if e is not None), 1)
+    n = len(frame)
+    ref = np.full((n, dim), np.nan)
+    gen = np.full((n, dim), np.nan)
+    labels = np.zeros((n, len(APS_ATTRIBUTES)), dtype=np.int64)
+    photo_cache: dict[tuple[str, int], list[int]] = {}
+    failed = frame["status"].isin(IMAGE_FAILURES).to_numpy()
+    for k, (s, p, e) in enumerate(zip(frame["subject"], frame["photo"], frame["face_embedding"])):
+        key = (s, int(p))
+        r = ref_by_photo.get(key)
+        if r is not None:
+            ref[k] = r
+        if e is not None and not failed[k]:
+            gen[k] = np.asarray(e, np.float64)
+        if key not in photo_cache:
+            photo = next(ph for ph in dataset.subject(s).photos if ph.index == key[1])
+            photo_cache[key] = [photo.attributes.get(a, 0) for a in APS_ATTRIBUTES]
+        labels[k] = photo_cache[key]
+    ids = [f"{s}/{p}" for s, p in zip(frame["subject"], frame["photo"])]
+    res = idm.attribute_preservation(ref, labels, gen, APS_ATTRIBUTES, photo_ids=ids, followed=followed)
+    preds = res.predictions.copy()
+    per_image = res.per_image.copy()
+    if rule == "partial":  # failures are left out, not counted wrong
+        preds[failed] = 0
+        per_image[failed] = np.nan
+    cols: dict[str, object] = {}
+    for a, name in enumerate(APS_ATTRIBUTES):
+        cols[f"{agg.APS_LABEL}{name}"] = labels[:, a].astype(np.int8)
+        cols[f"{agg.APS_PRED}{name}"] = preds[:, a].astype(np.int8)
+    cols["aps_image"] = per_image
+    return cols
+
+
+def _apply_failure_rule(frame: pd.DataFrame, metrics: Sequence[str], rule: str) -> None:
+    """DESIGN §6.10 on the final metric columns (in place)."""
+    status = frame["status"]
+    kinds = frame["kind"].to_numpy()
+    for m in metrics:
+        if m not in frame or METRICS[m].level != "image":
+            continue
+        failed = status.isin(IMAGE_FAILURES) | ((status == REFERENCE_FAILURE) & _needs_reference(m))
+        if not failed.any():
+            continue
+        values = frame[m].to_numpy(dtype=float).copy()
+        idx = np.flatnonzero(failed.to_numpy())
+        values[idx] = np.nan if rule == "partial" else [failure_value(m, kinds[k]) for k in idx]
+        frame[m] = values
 
 
 def finalize_run(
@@ -449,114 +676,83 @@ def finalize_run(
     counters: RunCounters | None = None,
     extra: dict | None = None,
 ) -> dict:
-    """Merge the part files into ``per_image.parquet`` and compute dataset-level values."""
+    """Merge the part files into ``per_image.parquet``; every dataset-level number into ``summary.json``."""
     out = Path(out)
     run = json.loads((out / "run.json").read_text())
     metrics = run["metrics"]
+    rule = run.get("failure_rule", "worst")
     store = ResultsStore(out)
     frame = store.read_parts()
     reference_file = store.merge_reference()
     if not len(frame):
         raise StellarError(f"{out}: no evaluated images (nothing matched the jobs?)")
-    order = {j.name: k for k, j in enumerate(expected)} if expected is not None else None
-    if order is not None:
-        missing = [n for n in order if n not in set(frame["name"])]
-        if missing:
-            raise StellarError(f"{out}: {len(missing)} job(s) not evaluated yet (e.g. {missing[0]}); rerun the evaluation to resume")
-        frame = frame[frame["name"].isin(order)].copy()
-        frame["_order"] = frame["name"].map(order)
-        frame = frame.sort_values("_order").drop(columns="_order").reset_index(drop=True)
-    else:
-        frame = frame.sort_values("name").reset_index(drop=True)
-
-    ok = frame["status"] != "decode_error"
-    summary: dict = {"method": run["method"], "n_jobs": int(len(frame)), "status_counts": frame["status"].value_counts().to_dict()}
-    # exclusion rule
-    clip_ok = run["exclusion_rule"] == "applied" and frame.loc[ok, "clip_n"].notna().sum() >= 2
-    if clip_ok:
-        valid = ok & frame["clip_n"].notna() & frame["clip_t"].notna()
-        sigma = idm.exclusion_threshold(frame.loc[valid, "clip_n"].to_numpy())
-        followed = np.zeros(len(frame), dtype=bool)
-        followed[valid.to_numpy()] = idm.followed_prompt(frame.loc[valid, "clip_t"].to_numpy(), frame.loc[valid, "clip_n"].to_numpy(), sigma)
-        frame["followed_prompt"] = np.where(valid, followed, None)
-        summary["exclusion"] = {"applied": True, "sigma": sigma, "margin": 2 * sigma, "excluded": int((valid & ~followed).sum())}
-    else:
-        followed = None
-        frame["followed_prompt"] = None
-        summary["exclusion"] = {"applied": False, "reason": run["exclusion_rule"].removeprefix("not applied: ")}
+    frame = _in_job_order(frame, expected, out)
+    for col in ("image", "image_sha256", "face_boxes"):  # an all-null part reads back as NaN: null is None
+        if col in frame:
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
+    if rule == "partial":
+        frame = frame[frame["status"] != "missing"].reset_index(drop=True)
+        if not len(frame):
+            raise StellarError(f"{out}: no job has an image (nothing matched the jobs?)")
+    followed, exclusion = _exclusion(frame, run)
     for m in ("ips", "sis"):
         if m in metrics:
             raw = frame[f"{m}_raw"].to_numpy(dtype=float)
             frame[m] = np.where(np.isnan(raw), np.nan, idm.apply_exclusion(np.nan_to_num(raw), followed))
     if "aps" in metrics:
-        if reference_file is not None:
-            frame.attrs["reference_file"] = str(reference_file)
-        aps = _aps(frame, dataset, followed)
-        summary["aps"] = aps
-        frame["aps_image"] = aps.pop("_per_image")
-    for m in ("clip_t", "clip_i"):
+        reference = pd.read_parquet(reference_file) if reference_file is not None else None
+        for col, values in _aps_columns(frame, dataset, reference, followed, rule).items():
+            frame[col] = values
+    for m in CLIP_METRICS:
         if m not in metrics:
             frame = frame.drop(columns=[m])
-    image_metrics = [m for m in metrics if METRICS[m].level == "image" and m in frame]
-    summary["means"] = {m: _mean(frame.loc[ok, m]) for m in image_metrics}
-    if "aps" in metrics:
-        summary["means"]["aps"] = summary["aps"]["score"]
-    summary["undefined"] = {m: int(frame.loc[ok, m].isna().sum()) for m in image_metrics if frame.loc[ok, m].isna().any()}
-    summary["by_kind"] = {
-        k: {m: _mean(frame.loc[ok & (frame["kind"] == k), m]) for m in image_metrics}
-        for k in sorted(frame["kind"].unique())
+    _apply_failure_rule(frame, metrics, rule)
+
+    jobs = run.get("jobs") or {}
+    partial = rule == "partial"
+    tables = agg.summarize(
+        frame,
+        metrics,
+        expected=jobs.get("expected"),
+        expected_by_kind=jobs.get("by_kind"),
+        expected_by_category=jobs.get("by_category"),
+    )
+    overall = tables["overall"]
+    summary: dict = {
+        "method": run["method"],
+        "failure_rule": rule,
+        "failure_rule_note": "mean over the jobs that have an image (--partial)" if partial else "failed jobs score each metric's worst value",
+        "n_jobs": int(len(frame)),
+        "status_counts": frame["status"].value_counts().to_dict(),
+        "exclusion": exclusion,
+        "means": overall["means"],
+        "undefined": overall["undefined"],
+        "counts": overall["counts"],
+        "coverage": overall["coverage"],
+        "failures": overall["counts"]["missing"] + overall["counts"]["undecodable"],
+        "by_kind": {k: t["means"] for k, t in tables["by_kind"].items()},
+        "by_category": {c: t["means"] for c, t in tables["by_category"].items()},
     }
     if "aps" in metrics:
-        for k in summary["by_kind"]:
-            sel = (frame["kind"] == k).to_numpy()
-            sub = frame[sel].copy()
-            sub.attrs = frame.attrs
-            summary["by_kind"][k]["aps"] = _aps(sub, dataset, None if followed is None else followed[sel])["score"]
-    summary["failures"] = int((~ok).sum())
-    if counters is not None:
-        summary["model_passes"] = asdict(counters)
-        if counters.generated_images:
-            summary["model_passes"]["face_passes_per_generated_image"] = (
-                counters.face_passes_generated + counters.face_passes_reference
-            ) / counters.generated_images
+        summary["aps"] = overall["aps"]
+    summary["model_passes"] = _merged_counters(out, counters)
     summary["models"] = run["models"]
     summary.update(extra or {})
-    final = frame.drop(columns=["face_embedding"])
-    from stellar.engine.store import atomic_write_parquet
-
-    atomic_write_parquet(out / "per_image.parquet", final)
+    atomic_write_parquet(out / "per_image.parquet", frame.drop(columns=["face_embedding"]))
     store.write_json("summary.json", summary)
     return summary
 
 
-def _aps(frame: pd.DataFrame, dataset: StellarDataset, followed: np.ndarray | None) -> dict:
-    """APS from the rows' generated-face embeddings and the run's reference table (one row per photo)."""
-    ref_table = pd.read_parquet(frame.attrs["reference_file"]) if "reference_file" in frame.attrs else None
-    ref_by_photo = {}
-    if ref_table is not None:
-        for r in ref_table.itertuples():
-            ref_by_photo[(r.subject, int(r.photo))] = None if r.face_embedding is None else np.asarray(r.face_embedding, np.float64)
-    dim = next((len(e) for e in ref_by_photo.values() if e is not None), None)
-    if dim is None:
-        dim = next((len(e) for e in frame["face_embedding"] if e is not None), 1)
-    n = len(frame)
-    ref = np.full((n, dim), np.nan)
-    gen = np.full((n, dim), np.nan)
-    labels = np.zeros((n, len(APS_ATTRIBUTES)), dtype=np.int64)
-    for k, row in enumerate(frame.itertuples()):
-        e = ref_by_photo.get((row.subject, int(row.photo)))
-        if e is not None:
-            ref[k] = e
-        if row.face_embedding is not None and row.status != "decode_error":
-            gen[k] = np.asarray(row.face_embedding, np.float64)
-        attrs = dataset.subject(row.subject).photos
-        photo = next(p for p in attrs if p.index == int(row.photo))
-        labels[k] = [photo.attributes.get(a, 0) for a in APS_ATTRIBUTES]
-    ids = [f"{s}/{p}" for s, p in zip(frame["subject"], frame["photo"])]
-    res = idm.attribute_preservation(ref, labels, gen, APS_ATTRIBUTES, photo_ids=ids, followed=followed)
-    return {
-        "score": None if not np.isfinite(res.score) else res.score,
-        "per_attribute": res.per_attribute,
-        "skipped": res.skipped,
-        "_per_image": res.per_image,
-    }
+def _merged_counters(out: Path, counters: RunCounters | None) -> dict:
+    """Model passes summed over every shard's counters (``parts/<shard>.counters.json``)."""
+    total = asdict(counters) if counters is not None else asdict(RunCounters())
+    if counters is None:
+        for f in sorted((out / "parts").glob("*.counters.json")):
+            try:
+                for k, v in json.loads(f.read_text()).items():
+                    total[k] = total.get(k, 0) + int(v)
+            except (OSError, ValueError):
+                continue
+    if total.get("generated_images"):
+        total["face_passes_per_generated_image"] = (total["face_passes_generated"] + total["face_passes_reference"]) / total["generated_images"]
+    return total

@@ -10,6 +10,9 @@
 A part file is written to a temporary name and renamed, so a crash never leaves a half part; a
 rerun reads the parts, skips the jobs they hold and goes on. Finalisation sorts by job order, so an
 interrupted-and-resumed run ends with exactly the table an uninterrupted run writes.
+
+A run directory is recognised by ``run.json``'s ``"format": "stellar-run-v1"`` marker; ``--force`` only
+ever deletes the files and folders named in :data:`PROJECT_FILES` of a recognised run directory.
 """
 
 from __future__ import annotations
@@ -19,7 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from stellar.errors import StellarError
 from stellar.fileio import atomic_write_bytes, atomic_write_text
+
+RUN_FORMAT = "stellar-run-v1"
+#: what the engine writes into a run directory (``--force`` deletes nothing else)
+PROJECT_FILES = ("parts", "per_image.parquet", "summary.json", "reference.parquet", "run.json")
 
 
 def atomic_write_parquet(path: Path, frame: pd.DataFrame) -> None:
@@ -38,16 +46,52 @@ class ResultsStore:
         self.shard = shard
         self.parts_dir = self.run_dir / "parts" / shard
 
-    def clear(self) -> None:
-        """Forget every result of the run (``--force``)."""
+    def read_run_json(self) -> dict | None:
+        """``run.json`` of the run directory, or ``None`` when there is none."""
+        path = self.run_dir / "run.json"
+        if not path.is_file():
+            return None
+        try:
+            return json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError):
+            return {}
+
+    def foreign_content(self) -> list[str]:
+        """Names of :data:`PROJECT_FILES` present although the folder is not a recognised run directory."""
+        if not self.run_dir.is_dir():
+            return []
+        run = self.read_run_json()
+        if run is not None and run.get("format") == RUN_FORMAT:
+            return []
+        return [name for name in PROJECT_FILES if (self.run_dir / name).exists()]
+
+    def clear(self, everything: bool = True) -> None:
+        """Forget the results of the run (``--force``): only files the project wrote, in a recognised run directory.
+
+        ``everything=False`` (a shard) deletes only this shard's parts and the merged outputs, so the
+        other shards of the run keep their work.
+        """
         import shutil
 
-        for name in ("parts", "per_image.parquet", "summary.json", "reference.parquet", "run.json"):
+        if self.foreign_content():
+            raise StellarError(f"{self.run_dir} is not a Stellar-Bench run directory; refusing to delete anything there")
+        if everything:
+            names = PROJECT_FILES
+        else:
+            names = (f"parts/{self.shard}", f"parts/{self.shard}.done", f"parts/{self.shard}.counters.json", "per_image.parquet", "summary.json", "reference.parquet")
+        for name in names:
             p = self.run_dir / name
-            if p.is_dir():
+            if p.is_dir() and not p.is_symlink():
                 shutil.rmtree(p)
-            elif p.exists():
+            elif p.exists() or p.is_symlink():
                 p.unlink()
+
+    def done_keys(self) -> dict[str, str]:
+        """``{job name: row key}`` over every finished part of every shard (what resume compares)."""
+        frame = self.read_parts()
+        if not len(frame) or "row_key" not in frame:
+            return {}
+        return dict(zip(frame["name"], frame["row_key"]))
 
     def done_jobs(self) -> dict[str, str]:
         """``{job name: sha256 of the image it was evaluated on}`` over every finished part of every shard."""

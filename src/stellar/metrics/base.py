@@ -4,6 +4,22 @@ Metrics are pure functions over *features* (embeddings, detections, text-image s
 this package never loads a model or touches the disk. Each metric also has a :class:`MetricInfo`
 record in :data:`METRICS`; reports read ``higher_is_better`` from here instead of hard-coding
 directions, and the engine plans feature extraction from ``needs`` and ``models``.
+
+Failure values (DESIGN §6.10, ``MetricInfo.failure_value``): what a job scores when it should have
+an image and has none that decodes (status ``missing`` / ``decode_error``), or when an input the
+metric needs cannot be decoded (``reference_decode_error`` for metrics that need the input photo).
+Each is the worst value a real image can reach in practice, so a failure never scores better:
+
+- IPS, SIS, CLIP-T, CLIP-I, DINO, PickScore-cos, HPSv2: **0** — cosine similarities; 0 is what "no
+  face" gives IPS/SIS and lies below what any real image-text or image-image pair of these models
+  scores (CLIP-family cosines of real pairs are > 0.1).
+- GOA, RFS: **0** — a detection / triplet confidence is a probability; 0 = nothing found.
+- PickScore: **0** — the logit-scaled cosine (scale 100) of a zero similarity; real pairs score ≈ 15–25.
+- Aesthetic: **0** — below the predictor's 1–10 scale.
+- APS (dataset level, no value): the failed job's prediction is the wrong class for every attribute.
+
+A metric defined only on some prompt kinds (``splits``: GOA/RFS on Stellar-T) stays NaN on the others,
+failure or not. ``--partial`` (mean over what exists) leaves failures NaN instead.
 """
 
 from __future__ import annotations
@@ -26,6 +42,11 @@ class MetricInfo:
     exclusion_applies: bool
     description: str
     splits: tuple[str, ...] = ("T", "H")  # prompt kinds the metric is defined on
+    #: DESIGN §6.10: the value a job scores when it should have an image and has no decodable one
+    #: (missing, undecodable, or its reference photo undecodable for a metric that needs it) — the
+    #: worst value of the metric, so a failure never makes a method score better. ``None`` for
+    #: dataset-level metrics, whose failure rule is their own (APS: the wrong prediction).
+    failure_value: float | None = None
 
 
 METRICS: dict[str, MetricInfo] = {
@@ -34,10 +55,12 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo(
             "ips", "IPS", True, ("generated", "reference"), ("faces",), "image", True,
             "Identity Preservation Score: max cosine between face embeddings of the generated image and its input photo.",
+            failure_value=0.0,
         ),
         MetricInfo(
             "sis", "SIS", True, ("generated", "references"), ("faces",), "image", True,
             "Stability of Identity Score: min over the subject's photos of IPS(generated, photo).",
+            failure_value=0.0,
         ),
         MetricInfo(
             "aps", "APS", True, ("generated", "reference", "attributes"), ("faces",), "dataset", True,
@@ -46,43 +69,60 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo(
             "clip_t", "CLIP-T", True, ("generated", "prompt"), ("clip",), "image", False,
             "Cosine between the CLIP embeddings of the filled prompt and the generated image.",
+            failure_value=0.0,
         ),
         MetricInfo(
             "clip_i", "CLIP-I", True, ("generated", "reference"), ("clip",), "image", False,
             "Cosine between the CLIP image embeddings of the input photo and the generated image.",
+            failure_value=0.0,
         ),
         MetricInfo(
             "goa", "GOA", True, ("generated", "detectables"), ("detector",), "image", False,
             "Grounding Objects Accuracy: mean over the prompt's objects of the best open-vocabulary detection score.",
             ("T",),
+            failure_value=0.0,
         ),
         MetricInfo(
             "rfs", "RFS", True, ("generated", "triplets"), ("detector", "relation"), "image", False,
             "Relation Fidelity Score: mean over (person, predicate, object) triplets of p_person * p_object * p_predicate.",
             ("T",),
+            failure_value=0.0,
         ),
         MetricInfo(
             "dino", "DINO", True, ("generated", "reference"), ("dino",), "image", False,
             "Cosine between DINO ViT-S/16 CLS tokens of the input photo and the generated image.",
+            failure_value=0.0,
         ),
         MetricInfo(
             "aesthetic", "Aesthetic", True, ("generated",), ("clip-l14", "aesthetic"), "image", False,
             "LAION improved aesthetic predictor (MLP on normalised CLIP ViT-L/14 image embeddings), 1-10 scale.",
+            failure_value=0.0,
         ),
         MetricInfo(
             "pick_score", "PickScore", True, ("generated", "prompt"), ("pickscore",), "image", False,
             "PickScore v1: logit-scaled cosine of the prompt and the generated image (the canonical score).",
+            failure_value=0.0,
         ),
         MetricInfo(
             "pick_score_raw", "PickScore-cos", True, ("generated", "prompt"), ("pickscore",), "image", False,
             "PickScore v1 raw cosine, as the official Stellar code reports it.",
+            failure_value=0.0,
         ),
         MetricInfo(
             "hpsv2", "HPSv2", True, ("generated", "prompt"), ("hpsv2",), "image", False,
             "Human Preference Score v2: cosine of open_clip ViT-H-14 (HPS v2 weights) text and image embeddings.",
+            failure_value=0.0,
         ),
     )  # fmt: skip
 }
+
+
+def failure_value(name: str, kind: str) -> float:
+    """The value a failed job of prompt kind ``kind`` scores for metric ``name`` (NaN where undefined)."""
+    info = METRICS.get(name)
+    if info is None or info.failure_value is None or kind not in info.splits:
+        return float("nan")
+    return float(info.failure_value)
 
 
 def get_metric(name: str) -> MetricInfo:

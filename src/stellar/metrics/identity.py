@@ -6,8 +6,12 @@ Notation: job *i* has generated image g_i, input photo x_i, subject photos R(s_i
 
 - **IPS_i** = max_{a ∈ faces(g_i), b ∈ faces(x_i)} cos(a, b); 0 when either side has no face
   (status ``no_face_generated`` / ``no_face_reference``).
-- **SIS_i** = min_{r ∈ R(s_i)} IPS(g_i, r) ≤ IPS_i. A photo of the subject without a face makes
-  SIS_i = 0 (the worst case is unknown, so it is not better than 0), with status ``no_face_reference``.
+- **SIS_i** = min_{r ∈ R(s_i)} IPS(g_i, r) ≤ IPS_i, over the subject's photos **that have a face**:
+  when another photo of the subject has no face (or cannot be decoded), SIS_i is the minimum over
+  the photos that have one, with status ``no_face_reference_other`` (issue 9.5: the old rule made
+  SIS silently 0 with status ``ok``; a photo without a face says nothing about the identity, and
+  the status lets reports count these jobs). When the job's own input photo has no face, IPS_i = 0
+  (``no_face_reference``) and SIS_i = 0 too, so SIS_i ≤ IPS_i always holds.
 - **Exclusion** (metric-exploitation penalty): followed_i ⇔ CLIP_T_i > CLIP_N_i + 2σ with
   σ = std(CLIP_N, ddof=1) over the evaluated set; where not followed, IPS_i = SIS_i = 0 and the APS
   prediction counts as wrong.
@@ -33,6 +37,7 @@ import numpy as np
 
 NO_FACE_GENERATED = "no_face_generated"
 NO_FACE_REFERENCE = "no_face_reference"
+NO_FACE_REFERENCE_OTHER = "no_face_reference_other"
 OK = "ok"
 
 
@@ -66,20 +71,33 @@ def identity_preservation(generated: np.ndarray | None, reference: np.ndarray | 
     return float(np.max(g @ r.T)), OK
 
 
-def stability_of_identity(generated: np.ndarray | None, references: Sequence[np.ndarray | None]) -> tuple[float, str]:
-    """SIS of one image: ``min over the subject's photos of IPS(generated, photo)``.
+def stability_of_identity(
+    generated: np.ndarray | None, references: Sequence[np.ndarray | None], own: int | None = None
+) -> tuple[float, str]:
+    """SIS of one image: ``min over the subject's photos that have a face of IPS(generated, photo)``.
+
+    Args:
+        generated: (n, D) embeddings of the generated image's faces.
+        references: per photo of the subject, its (m, D) face embeddings; ``None`` or empty = no
+            face / undecodable (left out, status ``no_face_reference_other``).
+        own: index of the job's input photo in ``references``; without a face there, SIS = 0 with
+            status ``no_face_reference`` (as IPS).
 
     >>> g = np.array([[1.0, 0.0]])
     >>> stability_of_identity(g, [np.array([[1.0, 0.0]]), np.array([[0.6, 0.8]])])
     (0.6, 'ok')
+    >>> stability_of_identity(g, [np.array([[1.0, 0.0]]), None], own=0)
+    (1.0, 'no_face_reference_other')
     """
     if not references:
         raise ValueError("SIS needs at least one reference photo")
-    scores = [identity_preservation(generated, r) for r in references]
-    for status in (NO_FACE_GENERATED, NO_FACE_REFERENCE):
-        if any(s == status for _, s in scores):
-            return 0.0, status
-    return min(v for v, _ in scores), OK
+    if len(_as_faces(generated)) == 0:
+        return 0.0, NO_FACE_GENERATED
+    has_face = [r is not None and len(_as_faces(r)) > 0 for r in references]
+    if (own is not None and not has_face[own]) or not any(has_face):
+        return 0.0, NO_FACE_REFERENCE
+    scores = [identity_preservation(generated, r)[0] for r, ok in zip(references, has_face) if ok]
+    return min(scores), OK if all(has_face) else NO_FACE_REFERENCE_OTHER
 
 
 def exclusion_threshold(clip_n: np.ndarray) -> float:
@@ -115,6 +133,41 @@ class APSResult:
     skipped: dict[str, str] = field(default_factory=dict)  # attribute -> why (single class, no training faces)
     per_image: np.ndarray = field(default_factory=lambda: np.zeros(0))  # fraction of scored attributes predicted right
     predictions: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (n_jobs, n_attributes) ±1, 0 = not scored
+
+
+def aps_from_predictions(labels: np.ndarray, predictions: np.ndarray, attributes: Sequence[str]) -> tuple[float, dict[str, float], dict[str, str]]:
+    """APS from hard predictions: the mean over attributes of ROC-AUC(label, prediction).
+
+    Args:
+        labels: (N, A) the input photos' labels, ±1, 0 = unknown.
+        predictions: (N, A) the probes' hard predictions after the rules (±1); 0 = not scored (no
+            probe for that attribute, or a failed job under ``--partial``). Rows with a 0 label or a 0
+            prediction are left out of that attribute.
+        attributes: the A names.
+
+    Returns:
+        ``(APS, {attribute: AUC}, {attribute: why skipped})`` — an attribute is skipped unless both
+        classes are present among its counted rows; APS is NaN when every attribute is skipped.
+
+    >>> aps_from_predictions(np.array([[1], [-1]]), np.array([[1], [1]]), ["Male"])
+    (0.5, {'Male': 0.5}, {})
+    """
+    y = np.asarray(labels, dtype=np.int64)
+    p = np.asarray(predictions, dtype=np.int64)
+    per_attribute: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    for a, name in enumerate(attributes):
+        rows = (y[:, a] != 0) & (p[:, a] != 0)
+        if not rows.any() and (y[:, a] != 0).any():
+            skipped[name] = "no prediction (no probe could be fit, or every job failed under --partial)"
+            continue
+        classes = set(y[rows, a].tolist())
+        if classes != {-1, 1}:
+            skipped[name] = f"single class among evaluated input photos ({sorted(classes)})"
+            continue
+        per_attribute[name] = _roc_auc_hard(y[rows, a], p[rows, a])
+    score = float(np.mean(list(per_attribute.values()))) if per_attribute else float("nan")
+    return score, per_attribute, skipped
 
 
 def _roc_auc_hard(labels: np.ndarray, predictions: np.ndarray) -> float:

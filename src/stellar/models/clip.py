@@ -60,6 +60,7 @@ class ClipEncoder:
     batch_size: int = 32
     last_truncated: int = 0
     last_truncated_mask: tuple[bool, ...] = ()  # per text of the last encode_texts call
+    weights: str = ""  # identity of the weights (stellar.models.loading.module_identity); computed when empty
 
     def __post_init__(self):
         torch = _torch()
@@ -68,8 +69,25 @@ class ClipEncoder:
 
         check_tokenizer(self.tokenizer, getattr(getattr(self.model.config, "text_config", None), "vocab_size", None), self.name)
         dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        if not self.weights:  # before the dtype cast: an in-memory model is identified by its stored weights
+            from stellar.models.loading import module_identity
+
+            self.weights = module_identity(self.model)
         self.model = self.model.to(self.device, dtype=dtype).eval()
         self._dtype = dtype
+
+    @property
+    def protocol(self) -> str:
+        """Feature-cache namespace and what results record: name, weights identity, dtype, preprocessing.
+
+        The weights identity (sha256 of the files loaded, or the hub commit) makes a folder whose
+        weights were replaced in place a different protocol, so no old feature is reused (issue 9.8);
+        fp16 and fp32 features, and different image processors, never share cache entries.
+        """
+        from stellar.models.loading import dtype_tag, model_protocol, processor_settings
+
+        pre = f"{processor_settings(self.image_processor)}|ctx{self.context_length}|vocab{len(self.tokenizer)}"
+        return model_protocol("clip", self.name, weights=self.weights, dtype=dtype_tag(self._dtype), preprocessing=pre)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = DEFAULT_CLIP, *, revision: str | None = None, device: str | None = None, batch_size: int = 32) -> "ClipEncoder":

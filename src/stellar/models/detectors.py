@@ -153,6 +153,9 @@ class OpenVocabDetector:
         check_tokenizer(tokenizer, getattr(getattr(model.config, "text_config", None), "vocab_size", None), name)
         self.device = resolve_device(device)
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        from stellar.models.loading import module_identity
+
+        self.weights = module_identity(model)  # sha256 of the files loaded / hub commit (before the cast)
         self.model = model.to(self.device, dtype=self.dtype).eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -163,7 +166,10 @@ class OpenVocabDetector:
     @property
     def protocol(self) -> str:
         """Model + detection rule: the feature-cache namespace and what ``run.json`` records."""
-        return f"{self.name}|{self.family}|{PROTOCOL_VERSION}|sigmoid-max-logit,no-threshold,original-pixels-xyxy"
+        from stellar.models.loading import dtype_tag, processor_settings
+
+        rule = f"{self.family}|{PROTOCOL_VERSION}|sigmoid-max-logit,no-threshold,original-pixels-xyxy"
+        return f"{self.name}|{rule}|weights={self.weights}|dtype={dtype_tag(self.dtype)}|pre={processor_settings(self.image_processor)}"
 
     def detect(self, images: Sequence, queries: Sequence[Sequence[str]]) -> list[Detections]:
         """Every predicted box of each image with its per-query scores (see the module docstring).

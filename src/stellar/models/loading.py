@@ -62,3 +62,154 @@ def check_tokenizer(tokenizer, expected: int | None, name: str) -> None:
             "the tokenizer did not load correctly (an offline hub id can silently give a 2-token tokenizer).\n"
             "  fix: fetch the model first (stellar models fetch NAME) or pass a local folder with its tokenizer files"
         )
+
+
+# ------------------------------------------------------------------------------ weights identity
+#: Files of a checkpoint folder that decide what a model computes: weights, configs, tokenizer and
+#: processor files. Docs (README.md), licences and images never change features and are skipped.
+_IDENTITY_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".dat", ".npz", ".json", ".txt", ".model", ".tiktoken")
+_SHA_MEMO: dict[tuple[str, int, int], str] = {}
+
+
+def _memo_db():
+    import sqlite3
+
+    from stellar.models.registry import stellar_home
+
+    home = stellar_home()
+    home.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(home / "file-sha256.sqlite", timeout=60)
+    conn.execute("CREATE TABLE IF NOT EXISTS sha (path TEXT, size INTEGER, mtime_ns INTEGER, sha256 TEXT, PRIMARY KEY (path, size, mtime_ns))")
+    return conn
+
+
+def _hash_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a file, computed once per file *state* and memoised by (resolved path, size, mtime_ns).
+
+    The memo lives in memory and in ``$STELLAR_HOME/file-sha256.sqlite``, so a multi-GB checkpoint is
+    hashed once, not on every run; replacing the file (new size or modification time) hashes it again.
+    """
+    import sqlite3
+
+    p = Path(path).resolve()
+    st = p.stat()
+    # the inode too: a file replaced by rename within one mtime tick of a coarse file system is another file
+    key = (f"{p}#{st.st_ino}", int(st.st_size), int(st.st_mtime_ns))
+    if key in _SHA_MEMO:
+        return _SHA_MEMO[key]
+    try:
+        conn = _memo_db()
+    except (OSError, sqlite3.Error):  # a read-only home: hash every run, correctness first
+        conn = None
+    digest = None
+    if conn is not None:
+        try:
+            row = conn.execute("SELECT sha256 FROM sha WHERE path = ? AND size = ? AND mtime_ns = ?", key).fetchone()
+            digest = row[0] if row else None
+        except sqlite3.Error:
+            digest = None
+    if digest is None:
+        digest = _hash_file(p)
+        if conn is not None:
+            try:
+                conn.execute("INSERT OR REPLACE INTO sha VALUES (?, ?, ?, ?)", (*key, digest))
+                conn.commit()
+            except sqlite3.Error:
+                pass
+    if conn is not None:
+        conn.close()
+    _SHA_MEMO[key] = digest
+    return digest
+
+
+def weights_identity(*sources: str | Path) -> str:
+    """``"sha256:<16 hex>"``: one digest over the sha256 of every file a model loads.
+
+    ``sources`` are files or checkpoint folders (a folder counts its top-level weight, config,
+    tokenizer and processor files: :data:`_IDENTITY_SUFFIXES`). Every feature-cache protocol carries
+    it (issue 9.8): weights replaced in place — same card name, same folder — give another protocol,
+    so no feature computed with the old weights is reused.
+    """
+    import hashlib
+
+    entries: list[str] = []
+    for src in sources:
+        p = Path(src).expanduser()
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.is_file() and f.name.endswith(_IDENTITY_SUFFIXES))
+            entries.extend(f"{p.name}/{f.name}={file_sha256(f)}" for f in files)
+        elif p.is_file():
+            entries.append(f"{p.name}={file_sha256(p)}")
+        else:
+            raise StellarError(f"cannot identify model weights: {p} does not exist")
+    return "sha256:" + hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+
+
+def module_identity(module) -> str:
+    """The weights identity of a loaded ``torch.nn.Module`` (``transformers`` model or plain module).
+
+    - loaded with ``from_pretrained(folder)``: :func:`weights_identity` of that folder (memoised: cheap);
+    - loaded from the hub: ``hub:<repo>@<commit>`` (the commit transformers resolved);
+    - otherwise (built in memory, as tests do): the sha256 of its state dict (parameters and buffers).
+    """
+    import hashlib
+
+    config = getattr(module, "config", None)
+    source = getattr(config, "_name_or_path", None) or getattr(module, "name_or_path", None)
+    if source and Path(str(source)).expanduser().is_dir():
+        return weights_identity(source)
+    commit = getattr(config, "_commit_hash", None)
+    if source and commit:
+        return f"hub:{source}@{commit}"
+    import torch
+
+    h = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous().reshape(-1)
+        h.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return "state:" + h.hexdigest()[:16]
+
+
+def dtype_tag(dtype) -> str:
+    """``fp16`` / ``fp32`` / ``bf16`` ... of a torch dtype (what protocols record)."""
+    return {"float16": "fp16", "float32": "fp32", "bfloat16": "bf16", "float64": "fp64"}.get(str(dtype).removeprefix("torch."), str(dtype))
+
+
+def model_protocol(kind: str, name: str, *, weights: str, dtype: str, preprocessing: str) -> str:
+    """The one format of a feature-cache protocol: ``kind|name|weights=…|dtype=…|pre=…``.
+
+    ``weights``: :func:`weights_identity` / :func:`module_identity`; ``dtype``: the compute precision
+    (``fp32``, ``fp16``, ``amp-fp16``); ``preprocessing``: everything that turns an input into the
+    model's tensor (processor settings, crop rule, context length). Two runs share cached features
+    only when all of these agree.
+    """
+    return f"{kind}|{name}|weights={weights}|dtype={dtype}|pre={preprocessing}"
+
+
+def processor_settings(processor) -> str:
+    """The settings of a ``transformers`` image processor that change its output, as compact JSON."""
+    import json
+
+    keys = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
+    cfg = {k: getattr(processor, k) for k in keys if getattr(processor, k, None) is not None}
+    return json.dumps(cfg, sort_keys=True, default=_plain, separators=(",", ":"))
+
+
+def _plain(value):
+    # transformers' SizeDict and friends: keep the set fields only, so protocols stay short and stable
+    if hasattr(value, "keys"):
+        return {k: value[k] for k in value.keys() if value[k] is not None}
+    if hasattr(value, "__dict__"):
+        return {k: v for k, v in vars(value).items() if v is not None and not k.startswith("_")}
+    return str(value)

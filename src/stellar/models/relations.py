@@ -199,6 +199,9 @@ class VqaRelationScorer:
         check_tokenizer(tokenizer, getattr(model.config.text_config, "vocab_size", None), name)
         self.device = resolve_device(device)
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        from stellar.models.loading import module_identity
+
+        self.weights = module_identity(model)  # sha256 of the files loaded / hub commit (before the cast)
         self.model = model.to(self.device, dtype=self.dtype).eval()
         self.tokenizer, self.image_processor, self.name_or_path = tokenizer, image_processor, name
         self.batch_size = max(1, int(batch_size))
@@ -230,7 +233,12 @@ class VqaRelationScorer:
 
     @property
     def protocol(self) -> str:
-        return f"vqa-relation|{self.name_or_path}|crop={CROP_RULE}|Is the person {{p}} the {{o}}?|softmax(yes,no) first answer token"
+        from stellar.models.loading import dtype_tag, processor_settings
+
+        return (
+            f"vqa-relation|{self.name_or_path}|weights={self.weights}|dtype={dtype_tag(self.dtype)}|pre={processor_settings(self.image_processor)}"
+            f"|crop={CROP_RULE}|Is the person {{p}} the {{o}}?|softmax(yes,no) first answer token"
+        )
 
     @staticmethod
     def question(predicate: str, obj: str) -> str:

@@ -51,6 +51,8 @@ import numpy as np
 from stellar.device import resolve_device
 from stellar.errors import MissingDependencyError, StellarError
 from stellar.models.clip import ClipEncoder, load_clip
+from stellar.models.loading import model_protocol, module_identity, weights_identity
+from stellar.models.loading import processor_settings as _processor_settings
 
 DEFAULT_DINO_CARD = "dino-vits16"
 DEFAULT_PICKSCORE_CARD = "pickscore-v1"
@@ -132,21 +134,6 @@ def _l2(x) -> np.ndarray:
     return (x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)).cpu().numpy().astype(np.float32)
 
 
-def _processor_settings(processor) -> str:
-    keys = ("do_resize", "size", "resample", "do_center_crop", "crop_size", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
-    cfg = {k: getattr(processor, k) for k in keys if getattr(processor, k, None) is not None}
-    return json.dumps(cfg, sort_keys=True, default=_plain, separators=(",", ":"))
-
-
-def _plain(value):
-    # transformers' SizeDict and friends: keep the set fields only, so protocols stay short and stable
-    if hasattr(value, "keys"):
-        return {k: value[k] for k in value.keys() if value[k] is not None}
-    if hasattr(value, "__dict__"):
-        return {k: v for k, v in vars(value).items() if v is not None and not k.startswith("_")}
-    return str(value)
-
-
 def _dtype_tag(device: str) -> str:
     return "fp16" if device.startswith("cuda") else "fp32"
 
@@ -166,11 +153,13 @@ class DinoEncoder:
         torch = _torch()
         self.device = resolve_device(self.device)
         self._dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
+        self.weights = module_identity(self.model)  # before the cast: the stored weights
         self.model = self.model.to(self.device, dtype=self._dtype).eval()
 
     @property
     def protocol(self) -> str:
-        return f"dino|{self.name}|cls-l2|{_processor_settings(self.processor)}|{_dtype_tag(self.device)}"
+        pre = f"cls-l2|{_processor_settings(self.processor)}"
+        return model_protocol("dino", self.name, weights=self.weights, dtype=_dtype_tag(self.device), preprocessing=pre)
 
     @property
     def dim(self) -> int:
@@ -213,8 +202,8 @@ class PickScoreModel:
 
     @property
     def protocol(self) -> str:
-        proc = _processor_settings(self.encoder.image_processor)
-        return f"pickscore|{self.encoder.name}|ctx{self.encoder.context_length}|{proc}|{_dtype_tag(self.encoder.device)}"
+        pre = f"ctx{self.encoder.context_length}|{_processor_settings(self.encoder.image_processor)}"
+        return model_protocol("pickscore", self.encoder.name, weights=self.encoder.weights, dtype=_dtype_tag(self.encoder.device), preprocessing=pre)
 
     def encode_images(self, images: Sequence) -> np.ndarray:
         return self.encoder.encode_images(images)
@@ -251,7 +240,9 @@ def load_pickscore(spec: str | None = None, processor: str | None = None, *, dev
         raise StellarError(f"cannot load PickScore from {folder} / {proc_folder}: {exc}") from None
     logit_scale = float(model.logit_scale.detach().float().exp())
     full_name = name if proc_folder == folder else f"{name}+{proc_name}"
-    return PickScoreModel(ClipEncoder(model, tokenizer, image_processor, name=full_name, device=device or "auto", batch_size=batch_size), logit_scale)
+    weights = weights_identity(folder) if proc_folder == folder else f"{weights_identity(folder)}+{weights_identity(proc_folder)}"
+    encoder = ClipEncoder(model, tokenizer, image_processor, name=full_name, device=device or "auto", batch_size=batch_size, weights=weights)
+    return PickScoreModel(encoder, logit_scale)
 
 
 # ----------------------------------------------------------------------------------------- Aesthetic
@@ -280,11 +271,16 @@ class AestheticPredictor:
     clip: ClipEncoder
     head: object  # torch.nn.Sequential from aesthetic_head, fp32, eval mode
     name: str
+    weights: str = ""  # identity of the head's weights file (stellar.models.loading); computed when empty
+
+    def __post_init__(self):
+        if not self.weights:
+            self.weights = module_identity(self.head)
 
     @property
     def protocol(self) -> str:
-        proc = _processor_settings(self.clip.image_processor)
-        return f"aesthetic|{self.name}|{self.clip.name}|{proc}|{_dtype_tag(self.clip.device)}"
+        # the head runs in fp32; the backbone's protocol carries its own weights, dtype and preprocessing
+        return model_protocol("aesthetic", self.name, weights=self.weights, dtype="head-fp32", preprocessing=f"backbone=({self.clip.protocol})")
 
     def encode_images(self, images: Sequence) -> np.ndarray:
         return self.clip.encode_images(images)
@@ -356,7 +352,7 @@ def load_aesthetic(
             f"aesthetic head {path} expects {head[0].in_features}-d CLIP embeddings but {encoder.name} gives {dim}-d.\n"
             f"  fix: use the backbone the head was trained on ({AESTHETIC_CLIP_CARD} for {AESTHETIC_WEIGHTS_FILE})"
         )
-    return AestheticPredictor(encoder, head, name)
+    return AestheticPredictor(encoder, head, name, weights=weights_identity(path))
 
 
 # --------------------------------------------------------------------------------------------- HPSv2
@@ -374,9 +370,12 @@ class HpsModel:
     batch_size: int = 32
     last_truncated: int = 0
     last_truncated_mask: tuple[bool, ...] = field(default=())
+    weights: str = ""  # identity of the checkpoint file(s) (stellar.models.loading); computed when empty
 
     def __post_init__(self):
         self.device = resolve_device(self.device)
+        if not self.weights:
+            self.weights = module_identity(self.model)
         vocab = int(getattr(self.model, "vocab_size", 0) or 0)
         n_tok = len(getattr(self.tokenizer, "encoder", {}))
         if vocab and n_tok and n_tok != vocab:
@@ -389,7 +388,8 @@ class HpsModel:
 
     @property
     def protocol(self) -> str:
-        return f"hpsv2|{self.version}|{self.name}|{self.preprocess_tag}|ctx{self.context_length}|{'amp-fp16' if self.device.startswith('cuda') else 'fp32'}"
+        dtype = "amp-fp16" if self.device.startswith("cuda") else "fp32"
+        return model_protocol(f"hpsv2-{self.version}", self.name, weights=self.weights, dtype=dtype, preprocessing=f"{self.preprocess_tag}|ctx{self.context_length}")
 
     def _autocast(self):
         torch = _torch()
@@ -487,6 +487,8 @@ def load_hps(version: str = DEFAULT_HPS_VERSION, spec: str | None = None, *, dev
     )
     side = size if isinstance(size, int) else size[0]
     tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
+    weights = weights_identity(path, config_file) if config_file.is_file() else weights_identity(path)
     return HpsModel(
-        model, tokenizer, preprocess, name=name, version=version, preprocess_tag=f"resize-longest-{side}-bicubic-pad0-openai-norm", device=device, batch_size=batch_size
-    )
+        model, tokenizer, preprocess, name=name, version=version, preprocess_tag=f"resize-longest-{side}-bicubic-pad0-openai-norm",
+        device=device, batch_size=batch_size, weights=weights,
+    )  # fmt: skip

@@ -1,14 +1,22 @@
-"""Leaderboards from run directories (DESIGN §7 ``stellar report``).
+"""Leaderboards from run directories (DESIGN §7b ``stellar report``).
 
-Reads only results files (``run.json``, ``summary.json``, ``per_image.parquet``). One row per run;
-one column per metric with its direction arrow (from :data:`stellar.metrics.METRICS`), the best
-value of each column marked; failure and exclusion counts; a footnote with the models each number
-came from. ``by="split"`` gives one table per prompt kind (Stellar-T / Stellar-H), ``by="category"``
-one per Stellar-T category (an image counts for each category its prompt has).
+Reads only results files (``run.json``, ``summary.json``, ``per_image.parquet``). Every number of every
+table — overall, per prompt kind (``by="split"``), per Stellar-T category (``by="category"``; an image
+counts for each category its prompt has) — comes from :func:`stellar.metrics.aggregate.aggregate` over
+the rows of ``per_image.parquet``, the function the engine uses for ``summary.json``: one row rule,
+the same numbers everywhere. APS of a subset is the ROC-AUC of the run's fixed probe predictions
+(``aps_pred_*``) on that subset.
 
-APS is dataset level: the overall and per-kind values are the probes' AUC from ``summary.json``;
-per category, where probes are not refit, the column is the mean per-image APS (``APS-img``: the
-fraction of attributes predicted right), named differently so the two are never confused.
+Columns: one per metric with its direction arrow (from :data:`stellar.metrics.METRICS`); ``coverage``
+(evaluated / expected jobs); ``missing`` and ``undecodable`` (jobs without a decodable image, which
+score each metric's worst value unless the run used ``--partial``); ``no_face``; ``excluded``;
+``exclusion`` (whether the metric-exploitation rule was applied — in the table itself, since copying
+the input wins IPS/SIS/APS when it is not); ``failures`` (the run's failure rule).
+
+Best values are marked only among *comparable* runs: the same dataset (fingerprint) and job set, the
+same model protocols (faces, CLIP, scorers), the same failure rule and exclusion status, and — for
+``--partial`` runs — the same evaluated jobs. When runs are not all comparable, the best is marked
+within the largest comparable group and a note under the table says which runs were left out and why.
 """
 
 from __future__ import annotations
@@ -23,9 +31,11 @@ from typing import Sequence
 import pandas as pd
 
 from stellar.errors import StellarError
+from stellar.metrics import aggregate as agg
 from stellar.metrics.base import METRICS
 
 IMAGE_METRICS = tuple(m for m, info in METRICS.items() if info.level == "image")
+COUNT_COLUMNS = ["images", "coverage", "missing", "undecodable", "no_face", "excluded", "exclusion", "failures"]
 
 
 @dataclass
@@ -55,25 +65,26 @@ class Table:
     title: str
     columns: list[str]  # metric keys or count columns
     rows: list[tuple[str, dict]]  # (run name, {column: value})
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the models behind the numbers (printed once per report)
+    comparable: set[str] | None = None  # run names among which a best value may be marked (None = all)
+    remarks: list[str] = field(default_factory=list)  # said under this table (comparability, warnings)
 
     def best(self) -> dict[str, float]:
         out = {}
+        rows = [(n, r) for n, r in self.rows if self.comparable is None or n in self.comparable]
         for c in self.columns:
             info = METRICS.get(c.replace("_img", "").split(":")[0])
-            vals = [r[c] for _, r in self.rows if isinstance(r.get(c), (int, float)) and not _nan(r.get(c))]
-            if info is not None and vals and len(self.rows) > 1:
+            vals = [r[c] for _, r in rows if isinstance(r.get(c), (int, float)) and not _nan(r.get(c))]
+            if info is not None and vals and len(rows) > 1:
                 out[c] = max(vals) if info.higher_is_better else min(vals)
         return out
+
+    def is_best(self, name: str, column: str, value, best: dict) -> bool:
+        return column in best and not _nan(value) and value == best[column] and (self.comparable is None or name in self.comparable)
 
 
 def _nan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
-
-
-def _mean(s: pd.Series) -> float | None:
-    s = s.astype(float).dropna()
-    return float(s.mean()) if len(s) else None
 
 
 def _header(col: str) -> str:
@@ -90,62 +101,131 @@ def _metric_columns(runs: Sequence[RunResult]) -> list[str]:
     return [m for m in METRICS if m in present]
 
 
-def _counts(r: RunResult, frame: pd.DataFrame) -> dict:
-    ok = frame["status"] != "decode_error"
-    excluded = int((frame["followed_prompt"] == False).sum()) if "followed_prompt" in frame else 0  # noqa: E712
-    return {"images": int(len(frame)), "failures": int((~ok).sum()), "no_face": int((frame["status"] == "no_face_generated").sum()), "excluded": excluded}
+def failure_rule(r: RunResult) -> str:
+    """The run's failure rule; runs made before it existed averaged over what existed (``partial``)."""
+    return r.run.get("failure_rule", "partial")
+
+
+def _exclusion_applied(r: RunResult) -> bool:
+    return bool(r.summary.get("exclusion", {}).get("applied"))
+
+
+def comparability_key(r: RunResult) -> tuple:
+    """Runs with equal keys may be ranked against each other (module docstring)."""
+    jobs = r.run.get("jobs", {})
+    key = (
+        r.run.get("dataset", {}).get("fingerprint"),
+        jobs.get("digest"),
+        json.dumps(r.run.get("models"), sort_keys=True),
+        failure_rule(r),
+        _exclusion_applied(r),
+    )
+    if failure_rule(r) == "partial":
+        evaluated = r.per_image.loc[~r.per_image["status"].isin(agg.IMAGE_FAILURES), "name"]
+        key += (tuple(sorted(evaluated)),)
+    return key
+
+
+def _why_different(a: RunResult, b: RunResult) -> str:
+    reasons = []
+    if a.run.get("dataset", {}).get("fingerprint") != b.run.get("dataset", {}).get("fingerprint"):
+        reasons.append("another dataset")
+    elif a.run.get("jobs", {}).get("digest") != b.run.get("jobs", {}).get("digest"):
+        reasons.append("another job set")
+    if a.run.get("models") != b.run.get("models"):
+        reasons.append("other model protocols")
+    if failure_rule(a) != failure_rule(b):
+        reasons.append(f"failure rule {failure_rule(b)}")
+    if _exclusion_applied(a) != _exclusion_applied(b):
+        reasons.append("exclusion rule " + ("applied" if _exclusion_applied(b) else "NOT applied"))
+    if not reasons:
+        reasons.append("--partial over other evaluated jobs")
+    return ", ".join(reasons)
+
+
+def _comparability(runs: Sequence[RunResult]) -> tuple[set[str] | None, list[str]]:
+    """(names of the largest comparable group, or None when all are comparable; remarks)."""
+    groups: dict[tuple, list[RunResult]] = {}
+    for r in runs:
+        groups.setdefault(comparability_key(r), []).append(r)
+    remarks = []
+    fps = {r.run.get("dataset", {}).get("fingerprint") for r in runs}
+    if len(fps) > 1:
+        remarks.append("WARNING: these runs were evaluated on different datasets (dataset fingerprints differ).")
+    partial = [r.name for r in runs if failure_rule(r) == "partial"]
+    if partial:
+        remarks.append(f"{', '.join(partial)}: --partial — means over the jobs that have an image; failures are left out, not counted.")
+    if len(groups) == 1:
+        return None, remarks
+    main = max(groups.values(), key=len)  # first largest group (dict order = run order)
+    names = {r.name for r in main}
+    left = [f"{r.name} ({_why_different(main[0], r)})" for r in runs if r.name not in names]
+    if len(main) > 1:
+        remarks.append(f"Best values are marked among {', '.join(sorted(names))} only; not comparable with them: {'; '.join(left)}.")
+    else:
+        remarks.append(f"No best value is marked: the runs are not comparable ({'; '.join(left)}).")
+        names = set()
+    return names, remarks
+
+
+def _row(r: RunResult, frame: pd.DataFrame, cols: list[str], expected: int | None) -> dict:
+    res = agg.aggregate(frame, cols, expected=expected)
+    vals: dict = {m: res["means"].get(m) for m in cols}
+    c = res["counts"]
+    cov = res["coverage"]
+    vals.update(
+        images=int(len(frame)),
+        coverage=f"{cov['evaluated']}/{cov['expected']}",
+        missing=c["missing"],
+        undecodable=c["undecodable"],
+        no_face=c["no_face"],
+        excluded=c["excluded"],
+        exclusion="applied" if _exclusion_applied(r) else "NOT applied",
+        failures="partial" if failure_rule(r) == "partial" else "worst",
+    )
+    return vals
 
 
 def leaderboard(runs: Sequence[RunResult], by: str | None = None) -> list[Table]:
-    """The tables of ``stellar report``."""
+    """The tables of ``stellar report`` (every number from :func:`stellar.metrics.aggregate.aggregate`)."""
     if not runs:
         raise StellarError("no runs given")
     cols = _metric_columns(runs)
-    tables: list[Table] = []
     notes = []
     for r in runs:
         excl = r.summary.get("exclusion", {})
         rule = f"applied (σ = {excl['sigma']:.4f})" if excl.get("applied") else f"NOT applied ({excl.get('reason', r.run.get('exclusion_rule'))})"
         notes.append(f"{r.name}: faces = {r.run['models'].get('faces')}; CLIP = {r.run['models'].get('clip')}; exclusion rule {rule}")
-    counts = ["images", "failures", "no_face", "excluded"]
-    if by is None:
+    comparable, remarks = _comparability(runs)
+
+    def table(title: str, select, expected_of) -> Table | None:
         rows = []
         for r in runs:
-            vals = {m: r.summary.get("means", {}).get(m) for m in cols}
-            vals.update(_counts(r, r.per_image))
-            rows.append((r.name, vals))
-        tables.append(Table("Leaderboard", cols + counts, rows, notes))
+            frame = select(r.per_image)
+            if not len(frame):
+                continue
+            rows.append((r.name, _row(r, frame, cols, expected_of(r))))
+        return Table(title, cols + COUNT_COLUMNS, rows, notes, comparable, remarks) if rows else None
+
+    def jobs(r: RunResult, part: str | None = None, key: str | None = None) -> int | None:
+        j = r.run.get("jobs")
+        if not j:
+            return None
+        return j.get("expected") if part is None else j.get(part, {}).get(key, 0)
+
+    tables: list[Table | None] = []
+    if by is None:
+        tables.append(table("Leaderboard", lambda f: f, jobs))
     elif by == "split":
         for kind, label in (("T", "Stellar-T"), ("H", "Stellar-H")):
-            rows = []
-            for r in runs:
-                frame = r.per_image[r.per_image["kind"] == kind]
-                if not len(frame):
-                    continue
-                vals = {m: _mean(frame[m]) for m in cols if m in IMAGE_METRICS and m in frame}
-                if "aps" in cols:
-                    vals["aps"] = r.summary.get("by_kind", {}).get(kind, {}).get("aps")
-                vals.update(_counts(r, frame))
-                rows.append((r.name, vals))
-            if rows:
-                tables.append(Table(f"{label} prompts", cols + counts, rows, notes))
+            tables.append(table(f"{label} prompts", lambda f, k=kind: f[f["kind"] == k], lambda r, k=kind: jobs(r, "by_kind", k)))
     elif by == "category":
         cats = sorted({c for r in runs for cs in r.per_image["categories"] for c in (cs if cs is not None else [])})
-        ccols = [m for m in cols if m in IMAGE_METRICS] + (["aps_img"] if "aps" in cols else [])
         for cat in cats:
-            rows = []
-            for r in runs:
-                mask = r.per_image["categories"].map(lambda cs: cs is not None and cat in list(cs))
-                frame = r.per_image[mask]
-                if not len(frame):
-                    continue
-                vals = {m: _mean(frame["aps_image" if m == "aps_img" else m]) for m in ccols}
-                vals["images"] = int(len(frame))
-                rows.append((r.name, vals))
-            tables.append(Table(f"Category: {cat}", ccols + ["images"], rows, notes))
+            tables.append(table(f"Category: {cat}", lambda f, c=cat: f[agg.category_mask(f, c)], lambda r, c=cat: jobs(r, "by_category", c)))
     else:
         raise StellarError(f"--by {by!r}: use split or category")
-    return tables
+    return [t for t in tables if t is not None]
 
 
 def _fmt(v) -> str:
@@ -162,9 +242,9 @@ def render(tables: Sequence[Table], fmt: str = "md") -> str:
     for t in tables:
         best = t.best()
 
-        def cell(c, v, bold_open="**", bold_close="**"):
+        def cell(c, v, bold_open="**", bold_close="**", name=None):
             s = _fmt(v)
-            return f"{bold_open}{s}{bold_close}" if c in best and not _nan(v) and v == best[c] else s
+            return f"{bold_open}{s}{bold_close}" if t.is_best(name, c, v, best) else s
 
         heads = ["method"] + [_header(c) for c in t.columns]
         if fmt == "md":
@@ -172,8 +252,9 @@ def render(tables: Sequence[Table], fmt: str = "md") -> str:
             out.append("| " + " | ".join(heads) + " |")
             out.append("|" + "|".join(["---"] + ["---:"] * len(t.columns)) + "|")
             for name, vals in t.rows:
-                out.append("| " + " | ".join([name] + [cell(c, vals.get(c)) for c in t.columns]) + " |")
+                out.append("| " + " | ".join([name] + [cell(c, vals.get(c), name=name) for c in t.columns]) + " |")
             out.append("")
+            out += [f"*{r}*" for r in t.remarks] + ([""] if t.remarks else [])
         elif fmt == "csv":
             import csv
             import io
@@ -182,7 +263,9 @@ def render(tables: Sequence[Table], fmt: str = "md") -> str:
             w = csv.writer(buf, lineterminator="\n")
             w.writerow(["table"] + heads)
             for name, vals in t.rows:
-                w.writerow([t.title, name] + [cell(c, vals.get(c), "", "*") for c in t.columns])
+                w.writerow([t.title, name] + [cell(c, vals.get(c), "", "*", name) for c in t.columns])
+            for r in t.remarks:
+                w.writerow([t.title, "# " + r])
             out.append(buf.getvalue().rstrip("\n"))
         elif fmt == "latex":
             def esc(s: str) -> str:
@@ -195,18 +278,20 @@ def render(tables: Sequence[Table], fmt: str = "md") -> str:
             out.append(" & ".join(esc(h) for h in heads) + r" \\")
             out.append(r"\midrule")
             for name, vals in t.rows:
-                out.append(" & ".join([esc(name)] + [cell(c, vals.get(c), r"\textbf{", "}") for c in t.columns]) + r" \\")
+                out.append(" & ".join([esc(name)] + [cell(c, vals.get(c), r"\textbf{", "}", name) for c in t.columns]) + r" \\")
             out.append(r"\bottomrule")
             out.append(r"\end{tabular}")
+            out += [f"% {r}" for r in t.remarks]
             out.append(r"\end{table}")
         elif fmt == "html":
             out.append(f"<h3>{html.escape(t.title)}</h3>")
             out.append("<table>")
             out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr>")
             for name, vals in t.rows:
-                tds = "".join(f"<td>{cell(c, vals.get(c), '<b>', '</b>')}</td>" for c in t.columns)
+                tds = "".join(f"<td>{cell(c, vals.get(c), '<b>', '</b>', name)}</td>" for c in t.columns)
                 out.append(f"<tr><td>{html.escape(name)}</td>{tds}</tr>")
             out.append("</table>")
+            out += [f"<p><em>{html.escape(r)}</em></p>" for r in t.remarks]
         else:
             raise StellarError(f"unknown format {fmt!r}: use md, csv, latex or html")
     # the models behind the numbers: once, after the tables (every table of a report shares them)
@@ -224,7 +309,13 @@ def render(tables: Sequence[Table], fmt: str = "md") -> str:
 
 def console_summary(summary: dict) -> str:
     """The table printed at the end of ``stellar evaluate``."""
-    lines = [f"method {summary.get('method')}: {summary['n_jobs']} images, {summary.get('failures', 0)} failed"]
+    lines = [f"method {summary.get('method')}: {summary['n_jobs']} jobs, {summary.get('failures', 0)} failed"]
+    cov, counts = summary.get("coverage"), summary.get("counts", {})
+    if cov:
+        lines.append(
+            f"  coverage {cov['evaluated']}/{cov['expected']} jobs evaluated; missing {counts.get('missing', 0)}, "
+            f"undecodable {counts.get('undecodable', 0)}; failure rule: {summary.get('failure_rule_note', summary.get('failure_rule'))}"
+        )
     for m, v in summary.get("means", {}).items():
         info = METRICS.get(m)
         arrow = "↑" if info is None or info.higher_is_better else "↓"

@@ -20,8 +20,10 @@ score, landmarks, area and an L2-normalised float32 embedding. No face -> ``[]``
 an unreadable image path -> :class:`~stellar.errors.ImageDecodeError` naming it.
 
 ``analyzer.protocol`` is the string results and feature caches key on: preset name, component names,
-weight files and preprocessing (clean-fid's "mode" idea), e.g.
-``faces-v1/offline:mtcnn[...]+dlib-resnet-v1[...]``.
+weight files and preprocessing (clean-fid's "mode" idea), and per component the identity of the
+weights actually loaded (``weights=sha256:…`` over the files a component lists in ``weight_files``,
+:func:`stellar.models.loading.weights_identity`) and its compute precision (``dtype=fp32``), e.g.
+``faces-v1/offline:mtcnn[...]|weights=sha256:…|dtype=fp32+dlib-resnet-v1[...]|weights=sha256:…|dtype=fp32``.
 """
 
 from __future__ import annotations
@@ -279,11 +281,19 @@ class FaceAnalyzer:
         return cls(p.detector, p.embedder, device=device, batch_size=batch_size, preset=name)
 
     def _protocol(self) -> str:
+        from stellar.models.loading import weights_identity
+
         def part(obj: Any, name: str, table: dict[str, ComponentSpec]) -> str:
             text = getattr(obj, "protocol", None)
             if not text and name in table:
                 text = table[name].protocol
-            return text or name
+            text = text or name
+            # the weights themselves (sha256 of the files loaded, memoised): a file replaced in place is
+            # another protocol, so no cached face feature of the old weights is reused (issue 9.8)
+            files = getattr(obj, "weight_files", None)
+            if files:
+                text += f"|weights={weights_identity(*files)}"
+            return text + f"|dtype={getattr(obj, 'dtype_tag', 'fp32')}"
 
         det = part(self.detector, self.detector_name, DETECTORS)
         emb = part(self.embedder, self.embedder_name, EMBEDDERS)

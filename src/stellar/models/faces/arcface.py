@@ -250,6 +250,7 @@ class ArcFaceEmbedder:
         card, filename = ARCFACE_MODELS.get(name, ("local", Path(str(model_path)).name))
         self.name = name
         self.path = resolve_weights(card, filename, model_path)
+        self.weight_files = (Path(self.path),)  # what the analyzer's protocol identifies (sha256)
         self.session = onnx_session(self.path, device)
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name

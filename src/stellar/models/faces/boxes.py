@@ -14,8 +14,18 @@ facenet-pytorch's outputs (the test oracle):
   O-Net probabilities on overlapping boxes are the only case where this choice can matter.
 
 In both, a box is suppressed when its overlap with an already-kept box is strictly greater than the
-threshold. The arithmetic is written in the same order as the reference implementations so that
-float32 results are bit-identical; torchvision is therefore not needed.
+threshold — compared in float64 for ``"union"`` (torchvision's C++ promotes the float overlap to the
+double threshold) and in the boxes' dtype for ``"min"`` (numpy rounds a Python-float threshold to the
+float32 array's dtype); the two differ only when an overlap rounds exactly to the threshold. The arithmetic is written in the same order as the reference implementations so that
+float32 results are bit-identical.
+
+Speed: the ``"union"`` / continuous / ``tie_break="first"`` case is exactly torchvision's
+``ops.nms`` (the C++ kernel facenet-pytorch uses for its P- and R-Net stages), so on CPU tensors it
+is delegated to that kernel when torchvision is importable (~8 % of an MTCNN run was this Python
+loop); tests/test_boxes_nms.py checks both give identical indices on random boxes and ties.
+torchvision stays optional (it is not in the ``faces`` extra: its wheels pin one torch version):
+without it, or for GPU tensors (CUDA's kernel may contract ``a*b+c`` into one rounding, so
+near-threshold overlaps are not guaranteed bit-equal), the plain torch loop below runs.
 
 Choice: the greedy loop runs once per *kept* box over the remaining candidates (no N×N matrix), so
 memory stays linear in the number of candidates; it runs on whatever device the tensors are on.
@@ -23,7 +33,8 @@ memory stays linear in the number of candidates; it runs on whatever device the 
 
 from __future__ import annotations
 
-from typing import Literal
+import functools
+from typing import Callable, Literal
 
 import torch
 
@@ -37,6 +48,16 @@ def _visit_order(scores: torch.Tensor, tie_break: TieBreak) -> torch.Tensor:
         return torch.sort(scores, descending=True, stable=True).indices
     # reverse of a stable ascending sort: equal scores come out highest index first
     return torch.sort(scores, descending=False, stable=True).indices.flip(0)
+
+
+@functools.lru_cache(maxsize=1)
+def torchvision_nms() -> Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor] | None:
+    """``torchvision.ops.nms`` when torchvision imports (and its C++ ops load), else ``None``."""
+    try:
+        from torchvision.ops import nms as tv_nms
+    except (ImportError, RuntimeError, OSError):  # absent, or built for another torch
+        return None
+    return tv_nms
 
 
 def nms(
@@ -61,6 +82,24 @@ def nms(
     Returns:
         ``(K,)`` int64 indices of the kept boxes, in the order they were kept (descending score).
     """
+    if boxes.numel() == 0:
+        return torch.empty((0,), dtype=torch.int64, device=boxes.device)
+    if criterion == "union" and not pixel_offset and tie_break == "first":
+        fast = torchvision_nms()
+        if fast is not None and boxes.device.type == "cpu" and scores.device.type == "cpu" and boxes.dtype == scores.dtype:
+            return fast(boxes, scores, float(iou_threshold))
+    return nms_reference(boxes, scores, iou_threshold, criterion, pixel_offset, tie_break)
+
+
+def nms_reference(
+    boxes: torch.Tensor,
+    scores: torch.Tensor,
+    iou_threshold: float,
+    criterion: Criterion = "union",
+    pixel_offset: float = 0.0,
+    tie_break: TieBreak = "first",
+) -> torch.Tensor:
+    """:func:`nms` in plain torch (any device, no torchvision); same arguments and result."""
     if boxes.numel() == 0:
         return torch.empty((0,), dtype=torch.int64, device=boxes.device)
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
@@ -88,12 +127,16 @@ def nms(
             h = (yy2 - yy1).clamp(min=0.0)
         inter = w * h
         if criterion == "min":
-            overlap = inter / torch.minimum(areas[i], areas[rest])
+            # numpy (facenet-pytorch's nms_numpy) compares a float32 overlap with the threshold
+            # rounded to float32
+            suppress = inter / torch.minimum(areas[i], areas[rest]) > iou_threshold
         else:
-            overlap = inter / (areas[i] + areas[rest] - inter)
+            # torchvision compares the float overlap with the threshold as a double: an overlap
+            # that rounds to float32(0.36) is > 0.36 there, not in float32
+            suppress = (inter / (areas[i] + areas[rest] - inter)).double() > iou_threshold
         # `~(o > t)` rather than `o <= t`: a NaN overlap (zero-area boxes) must not suppress,
         # exactly as in torchvision.
-        order = rest[~(overlap > iou_threshold)]
+        order = rest[~suppress]
     return torch.stack(keep)
 
 

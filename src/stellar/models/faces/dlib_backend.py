@@ -109,7 +109,9 @@ class _DlibDetectorBase:
     def __init__(self, models_dir: str | Path | None, upsample: int):
         dlib = _dlib()
         self.upsample = int(upsample)
-        self.shape_predictor = dlib.shape_predictor(str(dlib_weights("shape_predictor_5_face_landmarks.dat", models_dir)))
+        sp = dlib_weights("shape_predictor_5_face_landmarks.dat", models_dir)
+        self.shape_predictor = dlib.shape_predictor(str(sp))
+        self.weight_files: tuple[Path, ...] = (sp,)  # what the analyzer's protocol identifies (sha256)
 
     def _detections(self, img: np.ndarray, rects_scores) -> list[Detection]:
         out = []
@@ -147,7 +149,9 @@ class DlibCNNDetector(_DlibDetectorBase):
 
     def __init__(self, models_dir: str | Path | None = None, upsample: int = 1, device: str | None = None):
         super().__init__(models_dir, upsample)
-        self.detector = _dlib().cnn_face_detection_model_v1(str(dlib_weights("mmod_human_face_detector.dat", models_dir)))
+        mmod = dlib_weights("mmod_human_face_detector.dat", models_dir)
+        self.detector = _dlib().cnn_face_detection_model_v1(str(mmod))
+        self.weight_files = (*self.weight_files, mmod)
         self.protocol = f"dlib-cnn[mmod_human_face_detector.dat]:upsample{self.upsample},sp5"
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
@@ -174,8 +178,11 @@ class DlibResNetEmbedder:
     def __init__(self, models_dir: str | Path | None = None, device: str | None = None, padding: float = 0.25):
         dlib = _dlib()
         self.padding = float(padding)
-        self.shape_predictor = dlib.shape_predictor(str(dlib_weights("shape_predictor_5_face_landmarks.dat", models_dir)))
-        self.model = dlib.face_recognition_model_v1(str(dlib_weights("dlib_face_recognition_resnet_model_v1.dat", models_dir)))
+        sp = dlib_weights("shape_predictor_5_face_landmarks.dat", models_dir)
+        net = dlib_weights("dlib_face_recognition_resnet_model_v1.dat", models_dir)
+        self.shape_predictor = dlib.shape_predictor(str(sp))
+        self.model = dlib.face_recognition_model_v1(str(net))
+        self.weight_files = (sp, net)  # what the analyzer's protocol identifies (sha256)
         self.protocol = f"dlib-resnet-v1[dlib_face_recognition_resnet_model_v1.dat]:sp5-in-box,chip150,pad{self.padding:g},l2"
 
     def shapes(self, image: np.ndarray, detections: Sequence[Detection]) -> list:

@@ -285,6 +285,7 @@ class FaceNetEmbedder:
 
             weights = resolve_file(CARD_NAME, WEIGHTS_FILE)
         self.weights = str(weights)
+        self.weight_files = (Path(weights),)  # what the analyzer's protocol identifies (sha256)
         state = read_state_dict(weights, "InceptionResnetV1 (FaceNet)", _WEIGHTS_FIX)
         self.model = InceptionResnetV1()
         self.dropped_keys = load_facenet_weights(self.model, state, weights)

@@ -170,6 +170,7 @@ class SCRFDDetector:
     ):
         card, filename = SCRFD_DEFAULT
         self.path = resolve_weights(card, filename, model_path)
+        self.weight_files = (Path(self.path),)  # what the analyzer's protocol identifies (sha256)
         self.session = onnx_session(self.path, device)
         self.input_name = self.session.get_inputs()[0].name
         self.input_size = int(input_size)
