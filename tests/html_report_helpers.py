@@ -113,6 +113,9 @@ def write_synthetic_run(
         "exclusion_rule": "applied" if clip else "not applied: no CLIP", "failure_rule": "worst",
         "dataset": {"root": str(dataset_root), "fingerprint": fingerprint},
         "generated": {"folder": str(gen), "match": {"expected": n, "matched": int((status != "missing").sum())}},
+        "jobs": {"expected": n, "digest": "sha256:" + hashlib.sha256("\n".join(j.name for j in jobs).encode()).hexdigest(),
+                 "by_kind": frame["kind"].value_counts().to_dict(),
+                 "by_category": pd.Series([c for cs in frame["categories"] for c in cs]).value_counts().to_dict()},
         "versions": {"stellar-bench": "0.1.0"},
     }  # fmt: skip
     summary = {

@@ -52,7 +52,8 @@ from stellar.fileio import atomic_write_bytes, atomic_write_text, json_bytes, wr
 from stellar.metrics.base import METRICS
 from stellar.report.html import plots
 from stellar.report.html.thumbs import make_thumbnails, unused_thumbnails
-from stellar.report.leaderboard import IMAGE_METRICS, RunResult, Table, _header, leaderboard
+from stellar.metrics import aggregate as agg
+from stellar.report.leaderboard import COUNT_COLUMNS, IMAGE_METRICS, RunResult, Table, _header, comparability_key, failure_rule, leaderboard
 
 #: Statuses of the results contract, in the order the page lists them (others found are appended).
 STATUSES = ("ok", "no_face_generated", "no_face_reference", "no_face_reference_other", "decode_error", "missing", "reference_decode_error")
@@ -158,35 +159,37 @@ def _js_chunk(kind: str, k: int, data) -> bytes:
 
 # ------------------------------------------------------------------------------------ run summary
 def run_counts(r: RunResult) -> dict:
-    """Counts shown next to each run: images, missing, undecodable, no face, excluded, coverage."""
+    """Counts shown next to each run (:func:`stellar.metrics.aggregate.counts`) and its coverage.
+
+    ``missing`` counts rows with status ``missing`` plus, for ``--partial`` runs, the expected jobs
+    that have no row at all (``run.json["jobs"]["expected"]``).
+    """
     f = r.per_image
-    status = f["status"] if "status" in f else pd.Series(["ok"] * len(f))
-    missing = int((status == "missing").sum())
-    expected = None
-    for getter in (lambda: r.run["n_expected"], lambda: r.run["expected_jobs"], lambda: r.run["generated"]["match"]["expected"]):
-        try:
-            expected = int(getter())
-            break
-        except (KeyError, TypeError, ValueError):
-            continue
-    with_rows = int(len(f))
-    # rows without an image: status missing (default rule); with --partial, absent rows
-    missing_total = missing + max(0, (expected or with_rows) - with_rows)
+    c = agg.counts(f)
+    expected = (r.run.get("jobs") or {}).get("expected")
+    rows = int(len(f))
     return {
-        "rows": with_rows,
-        "expected": expected if expected is not None else with_rows,
-        "missing": missing_total,
-        "decode_error": int((status == "decode_error").sum()),
-        "no_face_generated": int((status == "no_face_generated").sum()),
-        "no_face_reference": int(status.isin(["no_face_reference", "reference_decode_error"]).sum()),
-        "excluded": int((f["followed_prompt"] == False).sum()) if "followed_prompt" in f else 0,  # noqa: E712
-        "failure_rule": r.run.get("failure_rule", "worst"),
+        "rows": rows,
+        "evaluated": c["evaluated"],
+        "expected": int(expected) if expected is not None else rows,
+        "missing": c["missing"] + max(0, (int(expected) if expected is not None else rows) - rows),
+        "decode_error": c["undecodable"],
+        "no_face_generated": c["no_face"],
+        "no_face_reference": c["no_face_reference"] + c["reference_failures"],
+        "excluded": c["excluded"],
+        "failure_rule": failure_rule(r),
     }
 
 
 def comparability(runs: Sequence[RunResult], counts: dict[str, dict]) -> dict[str, list[str]]:
-    """Why each run is not comparable with the others (empty list = comparable)."""
+    """Why each run is not comparable with the others (empty list = comparable).
+
+    A run with missing jobs, a ``--partial`` run, a run on other jobs, or one whose
+    :func:`stellar.report.leaderboard.comparability_key` (dataset, job set, model protocols,
+    failure rule, exclusion status) differs from the first run's is flagged.
+    """
     names = [set(r.per_image["name"]) for r in runs]
+    key0 = comparability_key(runs[0])
     union = set().union(*names) if names else set()
     faces = {r.name: (r.run.get("models") or {}).get("faces") for r in runs}
     clip = {r.name: (r.run.get("models") or {}).get("clip") for r in runs}
@@ -204,6 +207,10 @@ def comparability(runs: Sequence[RunResult], counts: dict[str, dict]) -> dict[st
             why.append("different face models than " + runs[0].name)
         if len(set(clip.values())) > 1 and clip[r.name] != clip[runs[0].name]:
             why.append("different CLIP model than " + runs[0].name)
+        if (r.summary.get("exclusion") or {}).get("applied") != (runs[0].summary.get("exclusion") or {}).get("applied"):
+            why.append("exclusion rule applied in one of it and " + runs[0].name + " only")
+        if not why and r is not runs[0] and comparability_key(r) != key0:
+            why.append("other model protocols or job set than " + runs[0].name)
         out[r.name] = why
     return out
 
@@ -287,7 +294,7 @@ def _table_html(t: Table, counts_cols: set[str], stats: dict, flags: dict[str, l
     metric_cols = [c for c in t.columns if c not in counts_cols]
     ci = stats.get("available")
     heads = "".join(
-        f"<th class='num' title='{html.escape(c)}'>{html.escape(_header(c))}{'' if ci or c not in IMAGE_METRICS and c != 'aps' else ' <span class=noci>(no CI)</span>'}</th>"
+        f"<th class='num' title='{html.escape(c)}'>{html.escape(_header(c))}{'' if ci or c not in IMAGE_METRICS and c not in ('aps', 'aps_img') else ' <span class=noci>(no CI)</span>'}</th>"
         for c in metric_cols
     ) + "".join(f"<th class='num count'>{html.escape(c.replace('_', ' '))}</th>" for c in t.columns if c in counts_cols)
     rows = []
@@ -295,7 +302,7 @@ def _table_html(t: Table, counts_cols: set[str], stats: dict, flags: dict[str, l
         tds = []
         for c in t.columns:
             v = vals.get(c)
-            is_best = c in best and _num(v) is not None and v == best[c]
+            is_best = _num(v) is not None and t.is_best(name, c, v, best)
             text = _fmt(v)
             interval = (stats.get("ci", {}).get(t.title, {}).get(name, {}) or {}).get(c) if ci else None
             if interval:
@@ -663,13 +670,17 @@ def _plots_html(runs: Sequence[RunResult], metric_cols: list[str], labels: dict[
 
 def _page(runs, sections, stats, counts, flags, failure_counts, plot_html, warnings, lost, meta) -> str:
     esc = html.escape
-    counts_cols = {"images", "failures", "no_face", "excluded"}
+    counts_cols = set(COUNT_COLUMNS)
     lb_parts = []
     for section, title in (("overall", "Overall"), ("split", "Per prompt kind"), ("category", "Per category (Stellar-T)")):
         tables = sections[section]
         if not tables:
             continue
         lb_parts.append(f"<h3>{title}</h3><div class='tables'>" + "".join(_table_html(t, counts_cols, stats, flags) for t in tables) + "</div>")
+    # the leaderboard's remarks (comparability, --partial, different datasets), once
+    remarks = dict.fromkeys(r for ts in sections.values() for t in ts for r in t.remarks)
+    if remarks:
+        lb_parts.insert(0, "".join(f"<p class='remark'>{esc(r)}</p>" for r in remarks))
     if stats.get("available"):
         ci_note = f"[lo, hi] = {esc(stats.get('note', ''))}."
     else:
