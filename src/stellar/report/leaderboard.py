@@ -230,14 +230,14 @@ def leaderboard(
                 continue
             rows.append((r.name, _row(r, frame, cols, expected_of(r))))
             if ci is not None:
-                intervals[r.name] = report_intervals(frame, cols, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
+                intervals[r.name] = row_intervals(frame, cols, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
         if not rows:
             return None
         note = interval_note(ci, n_boot, seed, resample) if any(intervals.values()) else ""
         return Table(title, cols + COUNT_COLUMNS, rows, notes, comparable, remarks, intervals, note)
 
     if ci is not None:
-        from stellar.report.stats import interval_note, report_intervals
+        from stellar.report.stats import interval_note, row_intervals
 
     def jobs(r: RunResult, part: str | None = None, key: str | None = None) -> int | None:
         j = r.run.get("jobs")

@@ -643,7 +643,7 @@ def compare_runs(
 _REPORT_SOURCE = {"aps_img": "aps_image"}
 
 
-def report_intervals(
+def row_intervals(
     frame: pd.DataFrame,
     columns: Sequence[str],
     *,
@@ -668,6 +668,35 @@ def report_intervals(
         return {}
     ivs = bootstrap_intervals(frame, sources, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
     return {c: ivs[s] for c, s in wanted.items() if s in ivs}
+
+
+def report_intervals(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    by: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    resample: Resample = "subject",
+) -> dict[str, dict[str, Interval]]:
+    """:func:`row_intervals` for every row group of a run's report: ``{group: {column: Interval}}``.
+
+    Groups as :func:`interval_table`: ``by=None`` → ``{"all": …}``; ``"split"`` → ``T``/``H``;
+    ``"category"`` → one group per Stellar-T category (rows selected by
+    :func:`stellar.metrics.aggregate.category_mask`, as the tables are).
+    """
+    kw = dict(n_boot=n_boot, seed=seed, ci=ci, resample=resample)
+    if by is None:
+        groups = {"all": frame}
+    elif by == "split":
+        groups = {k: frame[frame["kind"] == k] for k in ("T", "H") if (frame["kind"] == k).any()}
+    elif by == "category":
+        cats = sorted({c for cs in frame["categories"] for c in (cs if cs is not None else [])})
+        groups = {c: frame[agg.category_mask(frame, c).to_numpy(dtype=bool)] for c in cats}
+    else:
+        raise StellarError(f"--by {by!r}: use split or category")
+    return {g: ivs for g, f in groups.items() if (ivs := row_intervals(f, columns, **kw))}
 
 
 def interval_note(ci: float, n_boot: int, seed: int, resample: str) -> str:
