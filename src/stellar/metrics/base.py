@@ -16,6 +16,11 @@ Each is the worst value a real image can reach in practice, so a failure never s
 - GOA, RFS: **0** — a detection / triplet confidence is a probability; 0 = nothing found.
 - PickScore: **0** — the logit-scaled cosine (scale 100) of a zero similarity; real pairs score ≈ 15–25.
 - Aesthetic: **0** — below the predictor's 1–10 scale.
+- HPSv1: **0** — 100 · a zero cosine; real image-prompt pairs score ≈ 15–30.
+- ImageReward: **−3** (:data:`IMAGE_REWARD_FAILURE`) — the reward is normalised to mean 0 / std 1 over
+  ImageReward's training comparisons and is unbounded; −3 (three standard deviations below that mean)
+  is our choice of a value below what real generations score in practice. A deliberate choice, not a
+  property of the model (README, standard metrics).
 - APS (dataset level, no value): the failed job's prediction is the wrong class for every attribute.
 
 A metric defined only on some prompt kinds (``splits``: GOA/RFS on Stellar-T) stays NaN on the others,
@@ -27,6 +32,9 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from typing import Literal
+
+#: ImageReward's failure value (module docstring): 3 standard deviations below its normalised mean.
+IMAGE_REWARD_FAILURE = -3.0
 
 Need = Literal["generated", "reference", "references", "prompt", "detectables", "triplets", "attributes"]
 
@@ -116,10 +124,12 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo(
             "hpsv1", "HPSv1", True, ("generated", "prompt"), ("hpsv1",), "image", False,
             "Human Preference Score v1: 100 x cosine of OpenAI CLIP ViT-L/14 (HPS v1 weights) text and image embeddings.",
+            failure_value=0.0,
         ),
         MetricInfo(
             "image_reward", "ImageReward", True, ("generated", "prompt"), ("image_reward",), "image", False,
             "ImageReward v1.0: BLIP ViT-L + cross-attending BERT + MLP reward of (prompt, image), normalised by the published mean/std.",
+            failure_value=IMAGE_REWARD_FAILURE,
         ),
     )  # fmt: skip
 }

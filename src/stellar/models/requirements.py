@@ -45,7 +45,7 @@ COMPONENT_EXTRAS: dict[str, str] = {
 #: model role (MetricInfo.models) -> extra it needs.
 ROLE_EXTRAS: dict[str, str] = {
     "clip": "clip", "detector": "clip", "relation": "clip", "dino": "clip", "clip-l14": "clip",
-    "aesthetic": "clip", "pickscore": "clip", "hpsv2": "hps",
+    "aesthetic": "clip", "pickscore": "clip", "hpsv2": "hps", "hpsv1": "hps", "image_reward": "clip",
 }  # fmt: skip
 
 
@@ -81,10 +81,23 @@ def _role_cards(role: str, options: RunOptions) -> list[str]:
         "aesthetic": [opt.get("aesthetic") or standard.DEFAULT_AESTHETIC_CARD],
         "pickscore": [opt.get("pickscore") or standard.DEFAULT_PICKSCORE_CARD, opt.get("pickscore_processor") or standard.PICKSCORE_PROCESSOR_CARD],
         "hpsv2": [opt.get("hpsv2") or standard.HPS_CARD],
+        "hpsv1": [opt.get("hpsv1") or standard.HPS_V1_CARD],
+        "image_reward": _image_reward_cards(opt),
     }
     if role not in table:
         raise StellarError(f"model role {role!r} has no entry in stellar.models.requirements (add its cards there)")
     return table[role]
+
+
+def _image_reward_cards(opt: Mapping[str, str]) -> list[str]:
+    # the bert-base-uncased vocabulary comes from its own card unless the model folder carries a vocab.txt
+    from stellar.models.image_reward import IMAGE_REWARD_CARD, IMAGE_REWARD_TOKENIZER_CARD
+
+    model = opt.get("image_reward") or IMAGE_REWARD_CARD
+    tokenizer = opt.get("image_reward_tokenizer")
+    if tokenizer is None and not (Path(model).expanduser() / "vocab.txt").is_file():
+        tokenizer = IMAGE_REWARD_TOKENIZER_CARD
+    return [model] + ([tokenizer] if tokenizer else [])
 
 
 @dataclass(frozen=True)
