@@ -174,7 +174,8 @@ def test_run_demo_end_to_end(demo_dataset, tmp_path, capsys):
     assert "6 identities" in printed and "OK" in printed
     # the demo ends with the evaluation and the leaderboard of the three sanity methods
     assert "Leaderboard (faces preset 'offline'" in printed and "| copy |" in printed and "| noise |" in printed
-    assert "exclusion rule NOT applied" in printed
+    assert "exclusion rule NOT applied" in printed and "| NOT applied |" in printed  # in the table itself (issue 9.19)
+    assert "add a second photo" not in printed  # the demo's own one-photo subjects are by construction
     # rerun: nothing rewritten
     before = _state(out / "generated" / "paste")
     assert run_demo(out, size=64, offline=True, progress=False) == 0

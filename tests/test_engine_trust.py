@@ -163,11 +163,12 @@ def test_corrupt_reference_photo_does_not_crash_a_scorer_reading_it(setup, tmp_p
 
 def test_exclusion_summary_never_says_not_applied_because_applied():
     """Issue 9.8: with CLIP but < 2 CLIP values the summary said {"applied": false, "reason": "applied"}."""
-    from stellar.engine.evaluate import _exclusion
+    from stellar.engine.finalize import FinalizeContext, exclusion
 
     frame = pd.DataFrame({"clip_n": [0.2, np.nan], "clip_t": [0.3, np.nan], "status": ["ok", "decode_error"]})
-    followed, info = _exclusion(frame, {"exclusion_rule": "applied"})
-    assert followed is None and info["applied"] is False and info["reason"] != "applied" and "at least 2" in info["reason"]
+    cols, entries = exclusion(frame, FinalizeContext({"exclusion_rule": "applied"}, ["ips"], "worst"))
+    info = entries["exclusion"]
+    assert cols["followed_prompt"].isna().all() and info["applied"] is False and info["reason"] != "applied" and "at least 2" in info["reason"]
 
 
 def test_per_image_table_is_enough_to_recompute_aps(setup, tmp_path):

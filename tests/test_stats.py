@@ -116,6 +116,22 @@ def test_aps_of_hard_predictions_equals_sklearn_roc_auc():
     assert iv.lo < iv.mean < iv.hi
 
 
+def test_point_estimates_equal_the_report_aggregation():
+    """The bootstrap's statistic is metrics.aggregate's row rule: finite values only; APS over rows with label and prediction ≠ 0."""
+    from stellar.metrics.aggregate import aggregate
+
+    frame = per_image_frame(5, 8, seed=6, aps_accuracy=0.7)
+    frame.loc[::5, "ips"] = np.nan
+    frame.loc[3, "sis"] = np.inf
+    frame.loc[::4, "aps_label_Male"] = 0
+    frame.loc[1::6, "aps_pred_Young"] = 0  # no prediction (--partial failure): not counted
+    ours = bootstrap_intervals(frame, ["ips", "sis", "clip_t", "aps"], n_boot=50)
+    ref = aggregate(frame, ["ips", "sis", "clip_t", "aps"])["means"]
+    for m in ("ips", "sis", "clip_t", "aps"):
+        assert ours[m].mean == pytest.approx(ref[m], abs=1e-12), m
+    assert ours["ips"].n == int(frame["ips"].notna().sum()) and ours["sis"].n == len(frame) - 1
+
+
 def test_aps_bootstrap_matches_sklearn_on_resampled_tables():
     """Replicate APS (probes fixed) = sklearn AUC of the drawn rows, for a naive loop with the same draws."""
     frame = per_image_frame(4, 6, seed=8, aps_accuracy=0.75)

@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--strict", action="store_true", help="stop when images are unmatched, missing or duplicated")
     e.add_argument("--force", action="store_true", help="discard previous results in --out and recompute (after validating everything; only files Stellar-Bench wrote)")
     e.add_argument("--partial", action="store_true", help="mean over the jobs that have an image (default: a missing or undecodable image scores each metric's worst value)")
+    e.add_argument("--plan", action="store_true", help="print the plan (scorers, shared models, cached features, finalisers) and exit")
     e.add_argument("--wait", action="store_true", help="when another evaluation writes --out, wait for it instead of stopping")
     e.add_argument("--no-reuse", action="store_true", help="recompute reference faces per metric and image, as the official code (for benchmarks)")
     e.add_argument("--no-cache", action="store_true", help="do not read or write the feature cache")
@@ -57,7 +58,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 #: What the Stellar paper reports (its five metrics and the standard ones it compares with) that is implemented.
-PAPER_METRICS = ("ips", "sis", "aps", "goa", "rfs", "clip_t", "clip_i", "dino", "aesthetic", "pick_score", "pick_score_raw", "hpsv2")
+PAPER_METRICS = (
+    "ips", "sis", "aps", "goa", "rfs", "clip_t", "clip_i", "dino", "aesthetic", "pick_score", "pick_score_raw", "hpsv2",
+    "hpsv1", "image_reward",
+)  # fmt: skip
 
 
 def expand_metrics(text: str) -> tuple[str, ...]:
@@ -94,6 +98,7 @@ def scorer_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from stellar.commands.doctor import preflight
     from stellar.commands.models import apply_weights_overrides
     from stellar.data.dataset import StellarDataset
     from stellar.data.generated import GeneratedSet
@@ -103,6 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     apply_weights_overrides(args)
     metrics = expand_metrics(args.metrics)
+    preflight(metrics, args)  # stellar doctor's check: fail fast, before any image is opened
     config = EvalConfig(
         metrics=metrics,
         split=None if args.split == "all" else args.split,
@@ -152,9 +158,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         device=None if args.device == "auto" else args.device,
         batch_size=args.batch_size,
     )
+    if args.plan:
+        from stellar.engine.plan import build_plan
+
+        plan = build_plan(
+            metrics, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers, scorer_options=options,
+            batch_size=args.batch_size, reuse=not args.no_reuse, failure_rule=config.failure_rule,
+        )  # fmt: skip
+        print(plan.describe())
+        return 0
     summary = evaluate(
-        dataset, generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers, force=args.force, wait=args.wait
-    )
+        dataset, generated, args.out, config, faces=faces, clip=clip, clip_unavailable=why, scorers=scorers, force=args.force, wait=args.wait,
+        show_plan=True,
+    )  # fmt: skip
     if summary is None:
         print(f"shard {config.shard[0]}/{config.shard[1]} done; results are merged when every shard has finished")
         return 0
@@ -175,11 +191,13 @@ def cmd_metrics_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([asdict(m) for m in METRICS.values()])
         return 0
-    print(f"{'name':8s} {'display':8s} {'better':7s} {'level':8s} {'exclusion':9s} {'models':10s} needs")
+    w = max(8, *(len(m.name) for m in METRICS.values()))
+    d = max(8, *(len(m.display_name) for m in METRICS.values()))
+    print(f"{'name':{w}s} {'display':{d}s} {'better':7s} {'level':8s} {'exclusion':9s} {'models':12s} needs")
     for m in METRICS.values():
         print(
-            f"{m.name:8s} {m.display_name:8s} {'higher' if m.higher_is_better else 'lower':7s} {m.level:8s} "
-            f"{'yes' if m.exclusion_applies else 'no':9s} {','.join(m.models):10s} {','.join(m.needs)}"
+            f"{m.name:{w}s} {m.display_name:{d}s} {'higher' if m.higher_is_better else 'lower':7s} {m.level:8s} "
+            f"{'yes' if m.exclusion_applies else 'no':9s} {','.join(m.models):12s} {','.join(m.needs)}"
         )
-        print(f"{'':8s} {m.description}")
+        print(f"{'':{w}s} {m.description}")
     return 0

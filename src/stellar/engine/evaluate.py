@@ -1,32 +1,41 @@
 """``evaluate``: one evaluation run over a dataset and a generated set (DESIGN §7).
 
-1. Match the generated set to the jobs (problems reported up front; ``strict`` stops on them).
-2. Validate everything (metrics, scorers, run directory) before anything is written or deleted;
-   take the run directory's lock (one writer per run directory and shard).
-3. Reference side first: every photo of every involved subject is decoded and hashed once; its
-   faces / CLIP features go through each model once, cached on disk by (content hash, model
-   protocol); prompt texts are embedded once per unique text. A photo that cannot be decoded is
-   recorded, never a crash (its jobs get status ``reference_decode_error``).
-4. Generated side streamed in batches: images decoded in worker threads ahead of the models, each
-   model runs once per image; per-image raw values are written as part files.
-5. Finalise: the exclusion rule (σ over the whole evaluated set), IPS/SIS after exclusion, APS
-   probes, the failure rule (DESIGN §6.10), ``per_image.parquet``; then every dataset-level number
-   from :func:`stellar.metrics.aggregate.summarize` over that table into ``summary.json``.
+:func:`evaluate` is a short orchestrator; each phase is a function that can be run and tested alone:
 
-Failure rule (``EvalConfig.failure_rule``): ``"worst"`` (default) — every expected job has a row; a
-job without an image (status ``missing``; also a job claimed by two files) or with an undecodable one
-(``decode_error``) scores each metric's declared ``failure_value`` (0 for the similarities) and the
-wrong APS prediction; a job whose input photo cannot be decoded (``reference_decode_error``) scores
-the failure value for every metric that needs the input photo. ``"partial"`` keeps the mean over what
-exists: only jobs with an image get rows, failures are NaN (and left out of APS). ``run.json`` and
-every report say which rule a run used.
+1. **plan** (:func:`stellar.engine.plan.build_plan`): the scorers of the requested metrics — faces and
+   CLIP are scorers like GOA/RFS/DINO — the models they share, the finalisers; printed at start.
+2. **match** (:func:`match_phase`): the generated set against the jobs (problems reported up front;
+   ``strict`` stops on them); every input validated before anything is written or deleted; the run
+   directory's lock taken (one writer per run directory and shard).
+3. **hash** (:func:`hash_phase`): every generated image's bytes hashed once per run (the digests serve
+   the row keys, the feature-cache keys, the scorers' items and the generated-set fingerprint).
+4. **reference** (:func:`reference_phase`): every photo of every involved subject decoded and hashed
+   once, handed to each scorer's reference phase (faces, CLIP image embedding, ...), cached on disk by
+   (content hash, model protocol). An undecodable photo is recorded (its jobs get
+   ``reference_decode_error``), never a crash.
+5. **text** (:func:`text_phase`): each unique filled prompt once to each scorer's text phase.
+6. **generated** (:func:`generated_phase`): images decoded in worker threads ahead of the models,
+   each scorer once per image, rows flushed as part files every ``flush_rows`` rows or
+   ``flush_seconds`` (:class:`~stellar.engine.store.PartWriter`).
+7. **finalise** (:func:`stellar.engine.finalize.finalize_run`): the dataset-level finalisers (pure
+   functions of the table: exclusion rule, IPS/SIS after exclusion, APS probes, failure rule),
+   ``per_image.parquet``, then every number of ``summary.json`` from
+   :func:`stellar.metrics.aggregate.summarize`.
+
+Failure rule (``EvalConfig.failure_rule``, DESIGN §6.10): ``"worst"`` (default) — every expected job has
+a row; a job without an image (``missing``; also a job claimed by two files) or with an undecodable one
+(``decode_error``) scores each metric's declared ``failure_value`` and the wrong APS prediction; a job
+whose input photo cannot be decoded (``reference_decode_error``) scores the failure value for every
+metric that needs the input photo (scorers with ``needs_reference`` never see it). ``"partial"`` keeps
+the mean over what exists. ``run.json`` and every report say which rule a run used.
 
 Resume: rows are keyed by everything they depend on (``row_key`` = sha256 of the generated image's
-bytes, the sha256 of every photo of the subject, the prompt and the model protocol); a rerun skips the
-jobs whose key is unchanged and evaluates exactly the others — a replaced image, a replaced reference
-photo, an edited prompt. Finalisation sorts rows into job order, so the result equals an uninterrupted
-run. Sharding (``shard=(i, n)``) evaluates jobs ``i, i+n, …`` into ``parts/shard-i-of-n``; whichever
-shard finishes with every job covered finalises.
+bytes, of every photo of the subject, the prompt, the APS labels and the model protocol); a rerun
+evaluates exactly the jobs whose key changed. Finalisation sorts rows into job order, so the result
+equals an uninterrupted run. Sharding (``shard=(i, n)``, automatic under ``torchrun``) gives shard i the
+i-th of n contiguous blocks of subjects (balanced by job count), so each reference photo is analysed by
+one shard only; each shard writes ``parts/shard-i-of-n``; whichever shard finishes last finalises, and
+the summary sums the shards' model counters.
 """
 
 from __future__ import annotations
@@ -34,35 +43,32 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
+import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
-import pandas as pd
 
 from stellar import __version__
 from stellar.data.dataset import Job, StellarDataset
 from stellar.data.generated import GeneratedSet
 from stellar.data.layout import APS_ATTRIBUTES
+from stellar.engine.builtin_scorers import CLIP_METRICS, FACE_METRICS
 from stellar.engine.cache import FeatureCache, content_hash
+from stellar.engine.finalize import REFERENCE_FAILURE, finalize_run
 from stellar.engine.lock import RunLock
-from stellar.engine.scorers import SCORERS, Scorer, ScoringItem, build_scorers
-from stellar.engine.store import RUN_FORMAT, ResultsStore, atomic_write_parquet
+from stellar.engine.plan import Plan, build_plan
+from stellar.engine.scorers import ReferencePhoto, Scorer, ScoringItem
+from stellar.engine.store import RUN_FORMAT, PartWriter, ResultsStore
 from stellar.errors import ImageDecodeError, StellarError
 from stellar.images import load_image
 from stellar.metrics import aggregate as agg
-from stellar.metrics import identity as idm
-from stellar.metrics.base import METRICS, failure_value
 
-FACE_METRICS = ("ips", "sis", "aps")
-CLIP_METRICS = ("clip_t", "clip_i")
 DEFAULT_METRICS = ("ips", "sis", "aps", "clip_t", "clip_i")
 FAILURE_RULES = ("worst", "partial")
-#: statuses whose metrics take the failure rule: every metric (no image) / those needing the input photo
-IMAGE_FAILURES = agg.IMAGE_FAILURES
-REFERENCE_FAILURE = "reference_decode_error"
+__all__ = ["EvalConfig", "evaluate", "finalize_run", "CLIP_METRICS", "FACE_METRICS", "DEFAULT_METRICS"]
 
 
 @dataclass(frozen=True)
@@ -81,11 +87,13 @@ class EvalConfig:
     shard: tuple[int, int] = (0, 1)
     method: str | None = None
     failure_rule: str = "worst"  # DESIGN §6.10: "worst" | "partial"
+    flush_rows: int = 1000  # a part file every this many rows ...
+    flush_seconds: float = 30.0  # ... or this many seconds
 
     def comparable(self) -> dict:
         """The part of the config that must match for a resume (the failure rule only changes finalisation)."""
         d = asdict(self)
-        for k in ("batch_size", "num_workers", "shard", "method", "use_cache", "failure_rule"):
+        for k in ("batch_size", "num_workers", "shard", "method", "use_cache", "failure_rule", "flush_rows", "flush_seconds"):
             d.pop(k)
         d["metrics"] = list(d["metrics"])
         d["kinds"] = list(d["kinds"])
@@ -98,69 +106,6 @@ class RunCounters:
     face_passes_reference: int = 0
     clip_image_passes: int = 0
     generated_images: int = 0
-
-
-def _face_arrays(faces) -> dict[str, np.ndarray]:
-    if not faces:
-        return {
-            "boxes": np.zeros((0, 4), np.float32),
-            "scores": np.zeros((0,), np.float32),
-            "embeddings": np.zeros((0, 0), np.float32),
-        }
-    return {
-        "boxes": np.stack([np.asarray(f.box, np.float32) for f in faces]),
-        "scores": np.asarray([f.score for f in faces], np.float32),
-        "embeddings": np.stack([np.asarray(f.embedding, np.float32) for f in faces]),
-    }
-
-
-def _largest(arrays: dict[str, np.ndarray]) -> np.ndarray | None:
-    emb, boxes = arrays["embeddings"], arrays["boxes"]
-    if len(emb) == 0:
-        return None
-    area = (boxes[:, 2] - boxes[:, 0]).clip(0) * (boxes[:, 3] - boxes[:, 1]).clip(0)
-    return emb[int(np.argmax(area))]
-
-
-class _Extractor:
-    """Runs the models on images, through the feature cache; counts model passes."""
-
-    def __init__(self, faces, clip, cache: FeatureCache, counters: RunCounters):
-        self.faces, self.clip, self.cache, self.counters = faces, clip, cache, counters
-
-    def _through_cache(self, protocol: str, images, keys, compute) -> tuple[list, int]:
-        """``compute(images) -> list[dict of arrays]`` on the decoded images whose key misses the cache.
-
-        Undecodable images (``None``) get ``None``; returns (per-image arrays, how many were computed).
-        """
-        out: list[dict | None] = [None] * len(images)
-        todo = []
-        for i, (im, key) in enumerate(zip(images, keys)):
-            if im is None:
-                continue
-            hit = self.cache.get(protocol, key)
-            if hit is not None:
-                out[i] = hit
-            else:
-                todo.append(i)
-        if todo:
-            for i, arrays in zip(todo, compute([images[i] for i in todo])):
-                self.cache.put(protocol, keys[i], arrays)
-                out[i] = arrays
-        return out, len(todo)
-
-    def faces_of(self, images: Sequence[np.ndarray | None], keys: Sequence[str], reference: bool) -> list[dict | None]:
-        out, n = self._through_cache(self.faces.protocol, images, keys, lambda ims: [_face_arrays(f) for f in self.faces.analyze(ims)])
-        if reference:
-            self.counters.face_passes_reference += n
-        else:
-            self.counters.face_passes_generated += n
-        return out
-
-    def clip_images(self, images: Sequence[np.ndarray | None], keys: Sequence[str]) -> list[np.ndarray | None]:
-        out, n = self._through_cache(self.clip.protocol, images, keys, lambda ims: [{"image": e} for e in self.clip.encode_images(ims)])
-        self.counters.clip_image_passes += n
-        return [None if a is None else a["image"] for a in out]
 
 
 def _decode(path: Path) -> tuple[np.ndarray | None, str]:
@@ -197,49 +142,61 @@ def _versions() -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- run directory
-def _prepare_run_dir(out: Path, run_info: dict, *, force: bool, shard_name: str, n_shards: int) -> None:
-    """Check ``out`` may hold this run; with ``force`` delete only what the project wrote there.
-
-    Called after every input has been validated, so a typo never costs the previous results.
-    """
-    store = ResultsStore(out, shard_name)
-    if out.exists() and not out.is_dir():
-        raise StellarError(f"--out {out} is a file, not a folder.\n  fix: choose a folder path for the run directory")
-    old = store.read_run_json()
-    foreign = store.foreign_content()
-    if foreign:
-        raise StellarError(
-            f"{out} is not a Stellar-Bench run directory ({', '.join(foreign)} present without a run.json of format {RUN_FORMAT}); "
-            "refusing to write or delete anything there.\n  fix: choose another --out (an empty or new folder)"
-        )
-    if force:
-        store.clear(everything=n_shards == 1)
-        return
-    if old is not None:
-        same = old.get("config") == run_info["config"] and old.get("models") == run_info["models"] and old.get("metrics") == run_info["metrics"]
-        if not same:
-            raise StellarError(
-                f"{out} holds results of another configuration (metrics, models or split differ).\n"
-                "  fix: pass --force to recompute, or choose another --out"
-            )
-
-
 def _digest(obj: object) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _row_key(job: Job, image_sha: str | None, photo_shas: dict[Path, str | None], dataset: StellarDataset, protocol: str) -> str:
-    """What a row depends on: the generated bytes, every photo of the subject, the prompt, the protocol."""
-    p = job.prompt
-    photos = [photo_shas.get(ph.path) for ph in dataset.subject(job.subject).photos]
-    prompt = [p.template, p.fill(), list(p.detectables), list(p.categories), None if p.triplets is None else [list(t) for t in p.triplets], p.kind]
-    labels = [job.photo.attributes.get(a, 0) for a in APS_ATTRIBUTES]
-    return _digest([image_sha, job.photo.index, photos, prompt, labels, protocol])
+# ----------------------------------------------------------------------------- run state
+@dataclass
+class Run:
+    """What the phases share: inputs, the plan, the store, and what earlier phases found."""
+
+    dataset: StellarDataset
+    gs: GeneratedSet
+    config: EvalConfig
+    plan: Plan
+    out: Path
+    store: ResultsStore
+    cache: FeatureCache
+    jobs: list[Job]  # this shard's jobs
+    expected: list[Job]  # every expected job of the run
+    protocol: str = ""
+    shas: dict[str, str | None] = field(default_factory=dict)  # job name -> generated image sha256
+    ref_sha: dict[Path, str | None] = field(default_factory=dict)
+    ref_error: dict[Path, str] = field(default_factory=dict)
+    counters: RunCounters = field(default_factory=RunCounters)
+    progress: bool = True
+
+    @property
+    def shard_name(self) -> str:
+        i, n = self.config.shard
+        return "all" if n == 1 else f"shard-{i}-of-{n}"
+
+    def row_key(self, job: Job) -> str:
+        """What a row depends on: the generated bytes, every photo of the subject, the prompt, labels, protocol."""
+        p = job.prompt
+        photos = [self.ref_sha.get(ph.path) for ph in self.dataset.subject(job.subject).photos]
+        prompt = [p.template, p.fill(), list(p.detectables), list(p.categories), None if p.triplets is None else [list(t) for t in p.triplets], p.kind]
+        labels = [job.photo.attributes.get(a, 0) for a in APS_ATTRIBUTES]
+        return _digest([self.shas.get(job.name), job.photo.index, photos, prompt, labels, self.protocol])
+
+
+def shard_jobs(expected: Sequence[Job], i: int, n: int) -> list[Job]:
+    """Shard i of n: the i-th of n contiguous blocks of subjects, balanced by their job counts."""
+    if n == 1:
+        return list(expected)
+    counts: dict[str, int] = {}
+    for j in expected:
+        counts[j.subject] = counts.get(j.subject, 0) + 1
+    total, before, block = len(expected), 0, {}
+    for s, c in counts.items():  # subjects in job order
+        block[s] = min(n - 1, (before * n) // max(1, total))
+        before += c
+    return [j for j in expected if block[j.subject] == i]
 
 
 def _base_row(job: Job, path: Path | None, sha: str | None, key: str) -> dict:
-    return {
+    row = {
         "name": job.name,
         "subject": job.subject,
         "photo": job.photo.index,
@@ -264,42 +221,174 @@ def _base_row(job: Job, path: Path | None, sha: str | None, key: str) -> dict:
         "clip_n": np.nan,
         "clip_i": np.nan,
     }
+    for a in APS_ATTRIBUTES:  # the input photo's labels: APS inputs, known even without an image
+        row[f"{agg.APS_LABEL}{a}"] = int(job.photo.attributes.get(a, 0))
+    return row
 
 
-@dataclass
-class _Reference:
-    """The reference side of a run: per photo its sha256, decode error, faces and CLIP embedding."""
+def _expected_jobs(expected: Sequence[Job]) -> dict:
+    """``run.json["jobs"]``: how many jobs the run stands for (coverage) and a digest of their names."""
+    by_kind: dict[str, int] = {}
+    by_cat: dict[str, int] = {}
+    for j in expected:
+        by_kind[j.kind] = by_kind.get(j.kind, 0) + 1
+        for c in j.prompt.categories:
+            by_cat[c] = by_cat.get(c, 0) + 1
+    digest = "sha256:" + hashlib.sha256("\n".join(j.name for j in expected).encode()).hexdigest()
+    return {"expected": len(expected), "by_kind": by_kind, "by_category": by_cat, "digest": digest}
 
-    sha: dict[Path, str | None]
-    error: dict[Path, str]
-    faces: dict[Path, dict | None]
-    clip: dict[Path, np.ndarray | None]
+
+# ----------------------------------------------------------------------------- phases
+def match_phase(dataset: StellarDataset, generated, config: EvalConfig) -> GeneratedSet:
+    """The generated set matched to the jobs; ``--strict`` refuses any problem."""
+    gs = generated if isinstance(generated, GeneratedSet) else GeneratedSet(generated, dataset, split=config.split, kinds=config.kinds, seeds=config.seeds)
+    problems = gs.problems(allow_missing=True)
+    if config.strict and (any(p.severity == "error" for p in problems) or gs.report.missing):
+        listed = "\n".join(str(p) for p in problems[:20])
+        raise StellarError(f"the generated set does not match the jobs (--strict):\n{listed}")
+    return gs
 
 
-def _reference_phase(dataset, photos, ext: _Extractor, *, wants_faces: bool, wants_clip: bool, batch_size: int, progress: bool) -> _Reference:
-    """Decode and hash every reference photo once; faces / CLIP once per photo (through the cache)."""
+def hash_phase(run: Run) -> None:
+    """The sha256 of each of this shard's generated images, read once (``run.shas``)."""
     from tqdm.auto import tqdm
 
-    ref = _Reference({}, {}, {}, {})
-    for start in tqdm(range(0, len(photos), batch_size), desc="reference photos", unit="batch", disable=not progress):
-        chunk = photos[start : start + batch_size]
-        decoded = [_decode(p.path) for p in chunk]
-        arrays = [d for d, _ in decoded]
-        for p, (arr, err) in zip(chunk, decoded):
+    matched = run.gs.report.matched
+    for j in tqdm(run.jobs, desc="hashing images", unit="img", disable=not run.progress):
+        im = matched.get(j.name)
+        try:
+            run.shas[j.name] = content_hash(im.path) if im is not None else None
+        except OSError:
+            run.shas[j.name] = None
+
+
+def generated_fingerprint(run: Run) -> str:
+    """The generated set's fingerprint from the digests already taken (same value as ``GeneratedSet.fingerprint``)."""
+    from stellar.data.layout import sha256_file
+
+    if run.config.shard[1] > 1:  # a shard hashed only its own images
+        return run.gs.fingerprint()
+    lines = []
+    for im in run.gs.report.matched.values():
+        sha = run.shas.get(im.job.name)
+        lines.append((im.path.relative_to(run.gs.folder).as_posix(), sha if sha is not None else sha256_file(im.path)))
+        if im.sidecar is not None:
+            lines.append((im.sidecar.relative_to(run.gs.folder).as_posix(), sha256_file(im.sidecar)))
+    h = hashlib.sha256()
+    for rel, sha in sorted(lines):
+        h.update(f"{rel}\t{sha}\n".encode())
+    return "sha256:" + h.hexdigest()
+
+
+def reference_phase(run: Run) -> list[dict]:
+    """Every photo of this shard's subjects decoded and hashed once, through each scorer's reference phase.
+
+    Returns the rows of ``reference.parquet`` (subject, photo, image_sha256, decode_error + scorer columns).
+    """
+    from tqdm.auto import tqdm
+
+    subjects = list(dict.fromkeys(j.subject for j in run.jobs))
+    photos = [p for s in subjects for p in run.dataset.subject(s).photos]
+    rows: list[dict] = []
+    size = max(1, run.config.batch_size)
+    for start in tqdm(range(0, len(photos), size), desc="reference photos", unit="batch", disable=not run.progress):
+        batch = []
+        for p in photos[start : start + size]:
+            arr, err = _decode(p.path)
             try:
-                ref.sha[p.path] = content_hash(p.path)
+                sha = content_hash(p.path)
             except OSError as exc:
-                ref.sha[p.path], arr, err = None, None, str(exc)
+                sha, arr, err = None, None, str(exc)
+            run.ref_sha[p.path] = sha
             if arr is None:
-                ref.error[p.path] = err or "cannot be read"
-        keys = [ref.sha[p.path] or "" for p in chunk]
-        if wants_faces:
-            for p, f in zip(chunk, ext.faces_of(arrays, keys, reference=True)):
-                ref.faces[p.path] = f
-        if wants_clip:
-            for p, e in zip(chunk, ext.clip_images(arrays, keys)):
-                ref.clip[p.path] = e
-    return ref
+                run.ref_error[p.path] = err or "cannot be read"
+            batch.append(ReferencePhoto(p, sha, arr, run.ref_error.get(p.path, "")))
+        batch_rows = [{"subject": r.photo.subject, "photo": r.photo.index, "image_sha256": r.sha256, "decode_error": r.error} for r in batch]
+        for scorer in run.plan.scorers:
+            for row, values in zip(batch_rows, scorer.reference(batch, run.cache) or []):
+                row.update(values)
+        rows += batch_rows
+    return rows
+
+
+def jobs_to_evaluate(run: Run) -> list[Job]:
+    """This shard's jobs whose row is absent or keyed differently (changed image, photo, prompt, ...)."""
+    done = run.store.done_keys()
+    return [j for j in run.jobs if done.get(j.name) != run.row_key(j)]
+
+
+def text_phase(run: Run, jobs: Sequence[Job]) -> None:
+    """Each unique filled prompt of ``jobs`` once to each scorer's text phase."""
+    texts = sorted({j.prompt.fill() for j in jobs if run.shas.get(j.name) is not None})
+    if texts:
+        for scorer in run.plan.scorers:
+            scorer.text(texts, run.cache)
+
+
+def _missing_row(run: Run, job: Job) -> dict:
+    row = _base_row(job, None, None, run.row_key(job))
+    dup = run.gs.report.duplicates.get(job.name)
+    why = f"{len(dup)} files claim this job ({', '.join(p.name for p in dup)}): none is used" if dup else "no image for this job"
+    row.update(status="missing", error=why)
+    return row
+
+
+def score_batch(run: Run, batch: Sequence[Job], decoded: Sequence[tuple[np.ndarray | None, str]]) -> list[dict]:
+    """The rows of one batch of generated images: failure statuses first, then every scorer."""
+    matched = run.gs.report.matched
+    rows = []
+    for j, (arr, err) in zip(batch, decoded):
+        row = _base_row(j, matched[j.name].path, run.shas[j.name], run.row_key(j))
+        if arr is None:
+            row.update(status="decode_error", error=err)
+        elif j.photo.path in run.ref_error:
+            row.update(status=REFERENCE_FAILURE, error=f"reference photo {j.photo.path} cannot be decoded: {run.ref_error[j.photo.path]}")
+        rows.append(row)
+    live = [k for k, (arr, _) in enumerate(decoded) if arr is not None]
+    for scorer in run.plan.scorers:
+        mine = [k for k in live if not (scorer.needs_reference and rows[k]["status"] == REFERENCE_FAILURE)]
+        items = [
+            ScoringItem(batch[k], decoded[k][0], rows[k]["image_sha256"], run.ref_sha.get(batch[k].photo.path) or "", batch[k].prompt.fill(), batch[k].prompt.triplets)
+            for k in mine
+        ]
+        for k, values in zip(mine, scorer.score(items, run.cache)):
+            rows[k].update(values)
+    for row in rows:
+        for s in run.plan.plugins:
+            for m in s.metrics:
+                row.setdefault(m, np.nan)
+    return rows
+
+
+def generated_phase(run: Run, jobs: Sequence[Job], on_batch: Callable[[int], None] | None = None) -> None:
+    """Rows of ``jobs``: missing ones at once, the others decoded ahead in threads and scored in batches."""
+    from tqdm.auto import tqdm
+
+    writer = PartWriter(run.store, run.config.flush_rows, run.config.flush_seconds)
+    absent = [j for j in jobs if run.shas.get(j.name) is None]
+    present = [j for j in jobs if run.shas.get(j.name) is not None]
+    if absent:
+        writer.add([_missing_row(run, j) for j in absent])
+    size = max(1, run.config.batch_size)
+    batches = [present[k : k + size] for k in range(0, len(present), size)]
+    paths = [[run.gs.report.matched[j.name].path for j in bt] for bt in batches]
+    bar = tqdm(total=len(present), desc=f"evaluating {run.config.method or run.gs.folder.name}", unit="img", disable=not run.progress)
+    for b, (batch, decoded) in enumerate(zip(batches, _prefetch(paths, run.config.num_workers))):
+        run.counters.generated_images += len(batch)
+        writer.add(score_batch(run, batch, decoded))
+        bar.update(len(batch))
+        if on_batch is not None:
+            on_batch(b)
+    bar.close()
+    writer.flush()
+
+
+def _collect_counters(run: Run) -> dict:
+    total = asdict(run.counters)
+    for s in run.plan.scorers:
+        for k, v in s.counters().items():
+            total[k] = total.get(k, 0) + int(v)
+    return total
 
 
 def evaluate(
@@ -318,6 +407,7 @@ def evaluate(
     force: bool = False,
     wait: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    show_plan: bool = False,
 ) -> dict | None:
     """Run (or resume) an evaluation; returns the summary, or ``None`` when other shards are unfinished.
 
@@ -326,433 +416,102 @@ def evaluate(
         generated: a generated-set folder or :class:`GeneratedSet`.
         out: the run directory.
         config: :class:`EvalConfig`.
-        faces: a face analyzer (``.protocol``, ``.analyze(images) -> list[list[Face]]``), needed by
-            IPS/SIS/APS.
+        faces: a face analyzer (``.protocol``, ``.analyze(images) -> list[list[Face]]``), needed by IPS/SIS/APS.
         clip: a :class:`~stellar.models.clip.ClipEncoder` or ``None``. Without it CLIP-T/CLIP-I are
             skipped and the exclusion rule is reported as *not applied* (``clip_unavailable`` says why).
         cache: the feature cache (default ``$STELLAR_HOME/features``).
-        scorers: the :class:`~stellar.engine.scorers.Scorer` objects of the other metrics (GOA, RFS,
-            DINO, ...); default: built from :data:`~stellar.engine.scorers.SCORERS` with ``scorer_options``.
+        scorers: the plug-in scorers of the other metrics (GOA, RFS, DINO, ...), any object of the
+            :mod:`stellar.engine.scorers` protocol; default: built from ``SCORERS`` with ``scorer_options``.
         force: discard the previous results of ``out`` — only after everything else was validated, and
             only files this project wrote (a folder that is not a run directory is refused).
         wait: when another process writes ``out`` (same shard), wait for it instead of refusing.
-        on_batch: called with the batch index after each part is written (tests inject crashes here).
+        on_batch: called with the batch index after each batch is scored (tests inject crashes here).
+        show_plan: print the plan (stderr) before running.
     """
-    from tqdm.auto import tqdm
-
     from stellar.models.registry import non_reference_weights, stellar_home
 
-    unknown = [m for m in config.metrics if m not in METRICS]
-    if unknown:
-        raise StellarError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)} (stellar metrics list)")
     if config.failure_rule not in FAILURE_RULES:
         raise StellarError(f"failure rule {config.failure_rule!r}: use one of {', '.join(FAILURE_RULES)}")
-    wants_faces = any(m in FACE_METRICS for m in config.metrics)
-    if wants_faces and faces is None:
-        raise StellarError("IPS/SIS/APS need a face analyzer (--faces paper|arcface|offline)")
-    metrics = [m for m in config.metrics if m not in CLIP_METRICS or clip is not None]
-    skipped_metrics = {m: clip_unavailable or "no CLIP model" for m in config.metrics if m not in metrics}
-    builtin = set(FACE_METRICS) | set(CLIP_METRICS)
-    others = [m for m in metrics if m not in builtin]
-    if scorers is None:
-        scorers = build_scorers(others, scorer_options, device=getattr(clip, "device", None), batch_size=config.batch_size) if others else []
-    covered = {m for s in scorers for m in s.metrics}
-    missing = [m for m in others if m not in covered]
-    if missing:
-        raise StellarError(f"no scorer computes metric(s) {missing}; known scorers: {sorted(SCORERS)}")
-
+    plan = build_plan(
+        config.metrics, faces=faces, clip=clip, clip_unavailable=clip_unavailable, scorers=scorers, scorer_options=scorer_options,
+        batch_size=config.batch_size, reuse=config.reuse, failure_rule=config.failure_rule,
+    )  # fmt: skip
+    if show_plan:
+        print(plan.describe(), file=sys.stderr)
     out = Path(out)
-    gs = generated if isinstance(generated, GeneratedSet) else GeneratedSet(generated, dataset, split=config.split, kinds=config.kinds, seeds=config.seeds)
-    match_problems = gs.problems(allow_missing=True)
-    if config.strict and (any(p.severity == "error" for p in match_problems) or gs.report.missing):
-        listed = "\n".join(str(p) for p in match_problems[:20])
-        raise StellarError(f"the generated set does not match the jobs (--strict):\n{listed}")
+    gs = match_phase(dataset, generated, config)
+    expected = list(gs.expected.values())
+    cache = cache or FeatureCache(stellar_home() / "features", enabled=config.use_cache)
+    if not config.reuse:
+        cache.enabled = False  # --no-reuse measures the recompute-everything cost
     i, n = config.shard
-    shard_name = "all" if n == 1 else f"shard-{i}-of-{n}"
-    store = ResultsStore(out, shard_name)
+    run = Run(dataset, gs, config, plan, out, ResultsStore(out, "all" if n == 1 else f"shard-{i}-of-{n}"), cache, shard_jobs(expected, i, n), expected, progress=progress)
     models = {
-        "faces": getattr(faces, "protocol", None) if wants_faces else None,
+        "faces": getattr(faces, "protocol", None) if any(m in FACE_METRICS for m in plan.metrics) else None,
         "clip": getattr(clip, "protocol", None) or getattr(clip, "name", None),
-        "scorers": {s.name: s.protocol for s in scorers},
+        "scorers": {s.name: s.protocol for s in plan.plugins},
         **({"non_reference_weights": nonref} if (nonref := non_reference_weights()) else {}),  # --weights FILE not the card's file
     }
-    expected = list(gs.expected.values())
+    run.protocol = _digest([models, config.comparable()])
+    hash_phase(run)
     run_info = {
         "format": RUN_FORMAT,
         "method": config.method or gs.folder.name,
         "config": config.comparable(),
         "failure_rule": config.failure_rule,
-        "metrics": metrics,
-        "skipped_metrics": skipped_metrics,
+        "metrics": plan.metrics,
+        "skipped_metrics": plan.skipped,
         "models": models,
         "exclusion_rule": "applied" if clip is not None else f"not applied: {clip_unavailable or 'no CLIP model'}",
         "dataset": {"root": str(dataset.root), "fingerprint": dataset.fingerprint()},
-        "generated": {"folder": str(gs.folder), "fingerprint": gs.fingerprint(), "match": gs.summary()},
+        "generated": {"folder": str(gs.folder), "fingerprint": generated_fingerprint(run), "match": gs.summary()},
         "jobs": _expected_jobs(expected),
-        "match_problems": [p.to_dict() for p in match_problems],
+        "match_problems": [p.to_dict() for p in gs.problems(allow_missing=True)],
         "versions": _versions(),
     }
-    _prepare_run_dir(out, run_info, force=force, shard_name=shard_name, n_shards=n)
-    with RunLock(out, shard_name, wait=wait):
-        store.write_json("run.json", run_info)
-        cache = cache or FeatureCache(stellar_home() / "features", enabled=config.use_cache)
-        if not config.reuse:
-            cache.enabled = False  # --no-reuse measures the recompute-everything cost
-        counters = RunCounters()
-        ext = _Extractor(faces, clip, cache, counters)
-        protocol = _digest([models, run_info["config"]])
-        jobs_here = [j for k, j in enumerate(expected) if k % n == i]
-        matched = gs.report.matched
-
-        # ---- reference side: each photo of each involved subject once (decoded, hashed, analysed)
-        subjects = sorted({j.subject for j in jobs_here})
-        ref_photos = [p for s in subjects for p in dataset.subject(s).photos]
-        ref = _reference_phase(
-            dataset, ref_photos, ext, wants_faces=wants_faces and config.reuse, wants_clip=clip is not None, batch_size=config.batch_size, progress=progress
-        )
-        if wants_faces and ref_photos:
-            store.write_reference(_reference_rows(ref_photos, ref, ext, config.reuse))
-
-        # ---- which jobs need work: their row key changed (or they have no row yet)
-        done = store.done_keys()
-        shas: dict[str, str | None] = {}
-        todo: list[Job] = []
-        for j in tqdm(jobs_here, desc="hashing images", unit="img", disable=not progress):
-            im = matched.get(j.name)
-            shas[j.name] = content_hash(im.path) if im is not None and im.path.is_file() else None
-            if done.get(j.name) != _row_key(j, shas[j.name], ref.sha, dataset, protocol):
-                todo.append(j)
-        absent = [j for j in todo if shas[j.name] is None]
-        present = [j for j in todo if shas[j.name] is not None]
-        if absent:
-            store.write_part([_missing_row(j, gs, _row_key(j, None, ref.sha, dataset, protocol)) for j in absent])
-
-        # ---- text side: one embedding per unique filled prompt
-        text_emb: dict[str, np.ndarray] = {}
-        truncated = 0
-        if clip is not None and present:
-            texts = sorted({j.prompt.fill() for j in present})
-            text_emb = dict(zip(texts, clip.encode_texts(texts)))
-            truncated = clip.last_truncated
-
-        # ---- generated side, streamed
-        def reference_faces(photo) -> dict | None:
-            if config.reuse:
-                return ref.faces.get(photo.path)
-            arr, _ = _decode(photo.path)  # --no-reuse: recompute per metric and image
-            return ext.faces_of([arr], [ref.sha[photo.path] or ""], reference=True)[0] if arr is not None else None
-
-        batches = [present[k : k + config.batch_size] for k in range(0, len(present), config.batch_size)]
-        bar = tqdm(total=len(present), desc=f"evaluating {run_info['method']}", unit="img", disable=not progress)
-        paths = [[matched[j.name].path for j in bt] for bt in batches]
-        for b, (batch, decoded) in enumerate(zip(batches, _prefetch(paths, config.num_workers))):
-            arrays = [d for d, _ in decoded]
-            keys = [shas[j.name] if arr is not None else "" for j, arr in zip(batch, arrays)]
-            counters.generated_images += len(batch)
-            gen_faces = ext.faces_of(arrays, keys, reference=False) if wants_faces else [None] * len(batch)
-            if wants_faces and not config.reuse:  # the per-metric recompute: the detector again for each metric
-                for _ in range(sum(m in FACE_METRICS for m in metrics) - 1):
-                    ext.faces_of(arrays, keys, reference=False)
-            gen_clip = ext.clip_images(arrays, keys) if clip is not None else [None] * len(batch)
-            rows = []
-            for j, arr, (_, err), gf, gc in zip(batch, arrays, decoded, gen_faces, gen_clip):
-                row = _base_row(j, matched[j.name].path, shas[j.name], _row_key(j, shas[j.name], ref.sha, dataset, protocol))
-                rows.append(_score_builtin(row, j, arr is None, err, gf, gc, dataset, ref, reference_faces, text_emb, wants_faces))
-            _run_scorers(scorers, batch, arrays, rows, ref, cache, covered)
-            store.write_part(rows)
-            bar.update(len(batch))
-            if on_batch is not None:
-                on_batch(b)
-        bar.close()
-        cache_stats = {"hits": cache.hits, "misses": cache.misses}
-        store.write_json(f"parts/{shard_name}.counters.json", asdict(counters))
-
+    _prepare_run_dir(out, run_info, force=force, shard_name=run.shard_name, n_shards=n)
+    with RunLock(out, run.shard_name, wait=wait):
+        run.store.write_json("run.json", run_info)
+        reference_rows = reference_phase(run)
+        if reference_rows:
+            run.store.write_reference(reference_rows)
+        todo = jobs_to_evaluate(run)
+        text_phase(run, todo)
+        generated_phase(run, todo, on_batch)
+        run.store.write_json(f"parts/{run.shard_name}.counters.json", _collect_counters(run))
+    extra = {"cache": {"hits": cache.hits, "misses": cache.misses}, "prompts_truncated": sum(getattr(getattr(s, "inner", s), "truncated", 0) for s in plan.scorers)}
     if n > 1:
-        marker = out / "parts" / f"{shard_name}.done"
-        marker.write_text("done\n")
-        finished = all((out / "parts" / f"shard-{k}-of-{n}.done").is_file() for k in range(n))
-        if not finished:
+        (out / "parts" / f"{run.shard_name}.done").write_text("done\n")
+        if not all((out / "parts" / f"shard-{k}-of-{n}.done").is_file() for k in range(n)):
             return None
     with RunLock(out, "finalize", wait=True):
-        return finalize_run(out, dataset, expected=expected, counters=None, extra={"cache": cache_stats, "prompts_truncated": truncated})
+        return finalize_run(out, dataset, expected=expected, extra=extra)
 
 
-def _expected_jobs(expected: Sequence[Job]) -> dict:
-    """``run.json["jobs"]``: how many jobs the run stands for (coverage) and a digest of their names."""
-    by_kind: dict[str, int] = {}
-    by_cat: dict[str, int] = {}
-    for j in expected:
-        by_kind[j.kind] = by_kind.get(j.kind, 0) + 1
-        for c in j.prompt.categories:
-            by_cat[c] = by_cat.get(c, 0) + 1
-    return {
-        "expected": len(expected),
-        "by_kind": by_kind,
-        "by_category": by_cat,
-        "digest": "sha256:" + hashlib.sha256("\n".join(j.name for j in expected).encode()).hexdigest(),
-    }
+# ----------------------------------------------------------------------------- run directory
+def _prepare_run_dir(out: Path, run_info: dict, *, force: bool, shard_name: str, n_shards: int) -> None:
+    """Check ``out`` may hold this run; with ``force`` delete only what the project wrote there.
 
-
-def _reference_rows(photos, ref: _Reference, ext: _Extractor, reuse: bool) -> list[dict]:
-    rows = []
-    for p in photos:
-        f = ref.faces.get(p.path)
-        if not reuse and p.path not in ref.error:
-            arr, _ = _decode(p.path)
-            f = ext.faces_of([arr], [ref.sha[p.path] or ""], reference=True)[0]
-        largest = None if f is None else _largest(f)
-        rows.append(
-            {
-                "subject": p.subject,
-                "photo": p.index,
-                "image_sha256": ref.sha.get(p.path),
-                "decode_error": ref.error.get(p.path, ""),
-                "n_faces": None if f is None else len(f["embeddings"]),
-                "face_embedding": None if largest is None else largest.astype(np.float32).tolist(),
-            }
+    Called after every input has been validated, so a typo never costs the previous results.
+    """
+    store = ResultsStore(out, shard_name)
+    if out.exists() and not out.is_dir():
+        raise StellarError(f"--out {out} is a file, not a folder.\n  fix: choose a folder path for the run directory")
+    foreign = store.foreign_content()
+    if foreign:
+        raise StellarError(
+            f"{out} is not a Stellar-Bench run directory ({', '.join(foreign)} present without a run.json of format {RUN_FORMAT}); "
+            "refusing to write or delete anything there.\n  fix: choose another --out (an empty or new folder)"
         )
-    return rows
-
-
-def _missing_row(job: Job, gs: GeneratedSet, key: str) -> dict:
-    row = _base_row(job, None, None, key)
-    dup = gs.report.duplicates.get(job.name)
-    why = f"{len(dup)} files claim this job ({', '.join(p.name for p in dup)}): none is used" if dup else "no image for this job"
-    row.update(status="missing", error=why)
-    return row
-
-
-def _score_builtin(row: dict, job: Job, failed: bool, err: str, gf, gc, dataset, ref: _Reference, reference_faces, text_emb, wants_faces) -> dict:
-    """IPS/SIS raw values, face diagnostics and CLIP similarities of one generated image."""
-    if failed:
-        row.update(status="decode_error", error=err)
-        return row
-    if job.photo.path in ref.error:
-        row.update(status=REFERENCE_FAILURE, error=f"reference photo {job.photo.path} cannot be decoded: {ref.error[job.photo.path]}")
-    if wants_faces:
-        if gf is not None and len(gf["scores"]):
-            row["face_boxes"] = [[float(v) for v in box] + [float(s)] for box, s in zip(gf["boxes"], gf["scores"])]
-        row.update(n_faces_generated=len(gf["embeddings"]), face_score=float(gf["scores"].max()) if len(gf["scores"]) else np.nan)
-        largest = _largest(gf)
-        row["face_embedding"] = None if largest is None else largest.astype(np.float32).tolist()
-        if row["status"] != REFERENCE_FAILURE:
-            photos = dataset.subject(job.subject).photos
-            own = reference_faces(job.photo)
-            others = [reference_faces(p) for p in photos]
-            emb = lambda a: None if a is None else a["embeddings"]  # noqa: E731
-            ips, status = idm.identity_preservation(emb(gf), emb(own))
-            sis, sis_status = idm.stability_of_identity(emb(gf), [emb(o) for o in others], own=[p.index for p in photos].index(job.photo.index))
-            if status == idm.OK and sis_status == idm.NO_FACE_REFERENCE_OTHER:
-                status = sis_status
-            row.update(ips_raw=ips, sis_raw=sis, status=status, n_faces_reference=len(own["embeddings"]))
-    if gc is not None:
-        text = text_emb[job.prompt.fill()]
-        row["clip_t"] = float(np.dot(text, gc))
-        ref_e = ref.clip.get(job.photo.path)
-        if ref_e is not None:
-            row["clip_n"] = float(np.dot(text, ref_e))
-            row["clip_i"] = float(np.dot(ref_e, gc))
-    return row
-
-
-def _needs_reference(metric: str) -> bool:
-    info = METRICS.get(metric)
-    return info is not None and bool({"reference", "references"} & set(info.needs))
-
-
-def _run_scorers(scorers, batch: Sequence[Job], arrays, rows: list[dict], ref: _Reference, cache: FeatureCache, covered) -> None:
-    """Each plug-in scorer on the decoded images of the batch; a scorer that needs the input photo
-    never sees a job whose photo cannot be decoded (its row is a ``reference_decode_error``)."""
-    if not scorers:
+    if force:
+        store.clear(everything=n_shards == 1)
         return
-    live = [k for k, arr in enumerate(arrays) if arr is not None]
-    for scorer in scorers:
-        needs_ref = any(_needs_reference(m) for m in scorer.metrics)
-        mine = [k for k in live if not (needs_ref and batch[k].photo.path in ref.error)]
-        items = [
-            ScoringItem(batch[k], arrays[k], rows[k]["image_sha256"], ref.sha.get(batch[k].photo.path) or "", batch[k].prompt.fill(), batch[k].prompt.triplets)
-            for k in mine
-        ]
-        for k, values in zip(mine, scorer.score(items, cache) if items else []):
-            rows[k].update(values)
-    for row in rows:
-        for m in covered:
-            row.setdefault(m, np.nan)
+    old = store.read_run_json()
+    if old is not None:
+        same = old.get("config") == run_info["config"] and old.get("models") == run_info["models"] and old.get("metrics") == run_info["metrics"]
+        if not same:
+            raise StellarError(
+                f"{out} holds results of another configuration (metrics, models or split differ).\n"
+                "  fix: pass --force to recompute, or choose another --out"
+            )
 
-
-# ----------------------------------------------------------------------------- finalisation
-def _in_job_order(frame: pd.DataFrame, expected: Sequence[Job] | None, out: Path) -> pd.DataFrame:
-    """Rows of the expected jobs in job order (O(N): one dict, one set)."""
-    if expected is None:
-        return frame.sort_values("name").reset_index(drop=True)
-    order = {j.name: k for k, j in enumerate(expected)}
-    have = set(frame["name"]) if len(frame) else set()
-    missing = [name for name in order if name not in have]
-    if missing:
-        raise StellarError(f"{out}: {len(missing)} job(s) not evaluated yet (e.g. {missing[0]}); rerun the evaluation to resume")
-    frame = frame[frame["name"].isin(order.keys())].copy()
-    frame["_order"] = frame["name"].map(order)
-    return frame.sort_values("_order").drop(columns="_order").reset_index(drop=True)
-
-
-def _exclusion(frame: pd.DataFrame, run: dict) -> tuple[np.ndarray | None, dict]:
-    """The exclusion rule over the evaluated rows: (followed per row or None, summary entry)."""
-    valid = frame["clip_n"].notna() & frame["clip_t"].notna() & ~frame["status"].isin(IMAGE_FAILURES)
-    if run["exclusion_rule"] != "applied":
-        frame["followed_prompt"] = None
-        return None, {"applied": False, "reason": run["exclusion_rule"].removeprefix("not applied: ")}
-    if valid.sum() < 2:
-        frame["followed_prompt"] = None
-        return None, {"applied": False, "reason": f"σ needs CLIP values of at least 2 images, {int(valid.sum())} have them"}
-    sigma = idm.exclusion_threshold(frame.loc[valid, "clip_n"].to_numpy())
-    followed = np.ones(len(frame), dtype=bool)
-    followed[valid.to_numpy()] = idm.followed_prompt(frame.loc[valid, "clip_t"].to_numpy(), frame.loc[valid, "clip_n"].to_numpy(), sigma)
-    frame["followed_prompt"] = pd.Series(np.where(valid, followed, None), dtype=object)
-    return followed, {"applied": True, "sigma": sigma, "margin": 2 * sigma, "excluded": int((valid & ~followed).sum())}
-
-
-def _aps_columns(frame: pd.DataFrame, dataset: StellarDataset, reference: pd.DataFrame | None, followed, rule: str) -> dict:
-    """APS probes fit on the input photos of the table's jobs; ``aps_label_A`` / ``aps_pred_A`` / ``aps_image``."""
-    ref_by_photo = {}
-    if reference is not None:
-        for r in reference.itertuples():
-            ref_by_photo[(r.subject, int(r.photo))] = None if r.face_embedding is None else np.asarray(r.face_embedding, np.float64)
-    dim = next((len(e) for e in ref_by_photo.values() if e is not None), None)
-    if dim is None:
-        dim = next((len(e) for e in frame["face_embedding"] if e is not None), 1)
-    n = len(frame)
-    ref = np.full((n, dim), np.nan)
-    gen = np.full((n, dim), np.nan)
-    labels = np.zeros((n, len(APS_ATTRIBUTES)), dtype=np.int64)
-    photo_cache: dict[tuple[str, int], list[int]] = {}
-    failed = frame["status"].isin(IMAGE_FAILURES).to_numpy()
-    for k, (s, p, e) in enumerate(zip(frame["subject"], frame["photo"], frame["face_embedding"])):
-        key = (s, int(p))
-        r = ref_by_photo.get(key)
-        if r is not None:
-            ref[k] = r
-        if e is not None and not failed[k]:
-            gen[k] = np.asarray(e, np.float64)
-        if key not in photo_cache:
-            photo = next(ph for ph in dataset.subject(s).photos if ph.index == key[1])
-            photo_cache[key] = [photo.attributes.get(a, 0) for a in APS_ATTRIBUTES]
-        labels[k] = photo_cache[key]
-    ids = [f"{s}/{p}" for s, p in zip(frame["subject"], frame["photo"])]
-    res = idm.attribute_preservation(ref, labels, gen, APS_ATTRIBUTES, photo_ids=ids, followed=followed)
-    preds = res.predictions.copy()
-    per_image = res.per_image.copy()
-    if rule == "partial":  # failures are left out, not counted wrong
-        preds[failed] = 0
-        per_image[failed] = np.nan
-    cols: dict[str, object] = {}
-    for a, name in enumerate(APS_ATTRIBUTES):
-        cols[f"{agg.APS_LABEL}{name}"] = labels[:, a].astype(np.int8)
-        cols[f"{agg.APS_PRED}{name}"] = preds[:, a].astype(np.int8)
-    cols["aps_image"] = per_image
-    return cols
-
-
-def _apply_failure_rule(frame: pd.DataFrame, metrics: Sequence[str], rule: str) -> None:
-    """DESIGN §6.10 on the final metric columns (in place)."""
-    status = frame["status"]
-    kinds = frame["kind"].to_numpy()
-    for m in metrics:
-        if m not in frame or METRICS[m].level != "image":
-            continue
-        failed = status.isin(IMAGE_FAILURES) | ((status == REFERENCE_FAILURE) & _needs_reference(m))
-        if not failed.any():
-            continue
-        values = frame[m].to_numpy(dtype=float).copy()
-        idx = np.flatnonzero(failed.to_numpy())
-        values[idx] = np.nan if rule == "partial" else [failure_value(m, kinds[k]) for k in idx]
-        frame[m] = values
-
-
-def finalize_run(
-    out: str | Path,
-    dataset: StellarDataset,
-    *,
-    expected: Sequence[Job] | None = None,
-    counters: RunCounters | None = None,
-    extra: dict | None = None,
-) -> dict:
-    """Merge the part files into ``per_image.parquet``; every dataset-level number into ``summary.json``."""
-    out = Path(out)
-    run = json.loads((out / "run.json").read_text())
-    metrics = run["metrics"]
-    rule = run.get("failure_rule", "worst")
-    store = ResultsStore(out)
-    frame = store.read_parts()
-    reference_file = store.merge_reference()
-    if not len(frame):
-        raise StellarError(f"{out}: no evaluated images (nothing matched the jobs?)")
-    frame = _in_job_order(frame, expected, out)
-    for col in ("image", "image_sha256", "face_boxes"):  # an all-null part reads back as NaN: null is None
-        if col in frame:
-            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
-    if rule == "partial":
-        frame = frame[frame["status"] != "missing"].reset_index(drop=True)
-        if not len(frame):
-            raise StellarError(f"{out}: no job has an image (nothing matched the jobs?)")
-    followed, exclusion = _exclusion(frame, run)
-    for m in ("ips", "sis"):
-        if m in metrics:
-            raw = frame[f"{m}_raw"].to_numpy(dtype=float)
-            frame[m] = np.where(np.isnan(raw), np.nan, idm.apply_exclusion(np.nan_to_num(raw), followed))
-    if "aps" in metrics:
-        reference = pd.read_parquet(reference_file) if reference_file is not None else None
-        for col, values in _aps_columns(frame, dataset, reference, followed, rule).items():
-            frame[col] = values
-    for m in CLIP_METRICS:
-        if m not in metrics:
-            frame = frame.drop(columns=[m])
-    _apply_failure_rule(frame, metrics, rule)
-
-    jobs = run.get("jobs") or {}
-    partial = rule == "partial"
-    tables = agg.summarize(
-        frame,
-        metrics,
-        expected=jobs.get("expected"),
-        expected_by_kind=jobs.get("by_kind"),
-        expected_by_category=jobs.get("by_category"),
-    )
-    overall = tables["overall"]
-    summary: dict = {
-        "method": run["method"],
-        "failure_rule": rule,
-        "failure_rule_note": "mean over the jobs that have an image (--partial)" if partial else "failed jobs score each metric's worst value",
-        "n_jobs": int(len(frame)),
-        "status_counts": frame["status"].value_counts().to_dict(),
-        "exclusion": exclusion,
-        "means": overall["means"],
-        "undefined": overall["undefined"],
-        "counts": overall["counts"],
-        "coverage": overall["coverage"],
-        "failures": overall["counts"]["missing"] + overall["counts"]["undecodable"],
-        "by_kind": {k: t["means"] for k, t in tables["by_kind"].items()},
-        "by_category": {c: t["means"] for c, t in tables["by_category"].items()},
-    }
-    if "aps" in metrics:
-        summary["aps"] = overall["aps"]
-    summary["model_passes"] = _merged_counters(out, counters)
-    summary["models"] = run["models"]
-    summary.update(extra or {})
-    atomic_write_parquet(out / "per_image.parquet", frame.drop(columns=["face_embedding"]))
-    store.write_json("summary.json", summary)
-    return summary
-
-
-def _merged_counters(out: Path, counters: RunCounters | None) -> dict:
-    """Model passes summed over every shard's counters (``parts/<shard>.counters.json``)."""
-    total = asdict(counters) if counters is not None else asdict(RunCounters())
-    if counters is None:
-        for f in sorted((out / "parts").glob("*.counters.json")):
-            try:
-                for k, v in json.loads(f.read_text()).items():
-                    total[k] = total.get(k, 0) + int(v)
-            except (OSError, ValueError):
-                continue
-    if total.get("generated_images"):
-        total["face_passes_per_generated_image"] = (total["face_passes_generated"] + total["face_passes_reference"]) / total["generated_images"]
-    return total

@@ -1,26 +1,40 @@
-"""Pluggable per-image scorers: how context and standard metrics join the engine (DESIGN §6.5–6.7).
+"""The one Scorer protocol of the engine: every metric family — faces and CLIP included — is a scorer
+(DESIGN §7.2, issue 10).
 
-Face metrics (IPS, SIS, APS) and CLIP metrics are built into :mod:`stellar.engine.evaluate` because
-the exclusion rule and APS tie them together. Every other per-image metric is a :class:`Scorer`:
-the engine decodes each generated image once and hands a batch of :class:`ScoringItem` to every
-scorer; a scorer returns one dict of result columns per item (its metric values plus diagnostics).
+A scorer has up to four phases; the engine calls the ones it defines, in this order:
 
-A scorer:
+1. ``reference(photos, cache) -> list[dict] | None`` — once per input photo of the involved subjects
+   (:class:`ReferencePhoto`: decoded once by the engine, with its sha256; ``image is None`` when it
+   cannot be decoded). Returned dicts (one per photo) become columns of ``reference.parquet``.
+2. ``text(prompts, cache) -> None`` — once per unique filled prompt of the jobs to evaluate.
+3. ``score(items, cache) -> list[dict]`` — **the generated phase** (required): once per generated image,
+   batched and streamed; one dict of result columns per :class:`ScoringItem` (its metric values plus
+   diagnostics). A scorer with ``needs_reference = True`` only sees jobs whose input photo decodes (the
+   others are ``reference_decode_error`` rows and score the failure value).
+4. dataset-level finalisers are **pure functions of the per-image table** registered in
+   :mod:`stellar.engine.finalize` (exclusion rule, IPS/SIS after exclusion, APS probes, the failure
+   rule); a plug-in may add its own with :func:`stellar.engine.finalize.register_finalizer`.
 
-- names the model protocol it uses (``protocol``: model card + revision + preprocessing), recorded
-  in ``run.json`` and used as its feature-cache namespace;
-- caches what is expensive through the :class:`~stellar.engine.cache.FeatureCache` it is given
+A scorer also names the model ``protocol`` it uses (model card + revision + preprocessing: recorded in
+``run.json``, part of every row key, and its feature-cache namespace) and the ``metrics`` it fills.
+Scorers written before the phases existed (``name``, ``protocol``, ``metrics``, ``score``) are
+scorers of this protocol with only the generated phase: :func:`phased` adapts them (no-op reference /
+text phases, ``needs_reference`` from their metrics' metadata), so they run unchanged.
+
+Conventions for the generated phase:
+
+- cache what is expensive through the :class:`~stellar.engine.cache.FeatureCache` it is given
   (keys: ``item.image_key`` / ``item.reference_key`` content hashes, plus the prompt text when the
   feature depends on it), so reference photos are encoded once per photo and reruns are cheap;
-- decodes the reference photo only when it needs it and has no cached feature
-  (``item.load_reference()``), so memory stays flat;
-- returns ``float('nan')`` where a metric is undefined for an item (e.g. GOA without detectables),
+- decode the reference photo only when needed and not cached (``item.load_reference()``);
+- return ``float('nan')`` where a metric is undefined for an item (e.g. GOA without detectables),
   never a silent 0; the engine counts NaNs per metric in the summary.
 
-Scorers are built by name through :data:`SCORERS` (metric -> lazy ``"module:factory"`` string, like
-the face tables); a factory takes ``(options: dict, device: str | None, batch_size: int,
-metrics: tuple[str, ...])`` and returns a :class:`Scorer` computing those metrics. ``options`` holds
-the CLI's scorer settings (``detector``, ``relation_scorer``, ``goa_empty`` ...).
+Scorers are built by name through :data:`SCORERS` (metric -> lazy ``"module:factory"`` string); a
+factory takes ``(options: dict, device: str | None, batch_size: int, metrics: tuple[str, ...])`` and
+returns a scorer computing those metrics. ``options`` holds the CLI's scorer settings (``detector``,
+``relation_scorer``, ``goa_empty`` ...). Faces and CLIP are built by the plan
+(:mod:`stellar.engine.plan`) from the loaded models.
 """
 
 from __future__ import annotations
@@ -32,7 +46,7 @@ from typing import Callable, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from stellar.data.dataset import Job
+from stellar.data.dataset import Job, Photo
 from stellar.engine.cache import FeatureCache
 from stellar.errors import StellarError
 
@@ -62,13 +76,67 @@ class ScoringItem:
         return np.array(load_image(self.job.photo.path))
 
 
+@dataclass(frozen=True)
+class ReferencePhoto:
+    """One input photo, decoded and hashed once per run by the engine."""
+
+    photo: Photo
+    sha256: str | None  # None: the file cannot be read
+    image: np.ndarray | None  # HxWx3 uint8 RGB; None when it cannot be decoded
+    error: str = ""  # why it cannot be decoded
+
+    @property
+    def path(self) -> Path:
+        return self.photo.path
+
+
 @runtime_checkable
 class Scorer(Protocol):
+    """The generated phase every scorer has (the other phases are optional: module docstring)."""
+
     name: str  # e.g. "goa", "dino"
     protocol: str  # model + revision + preprocessing: cache namespace, recorded in run.json
     metrics: tuple[str, ...]  # the METRICS it fills (each a column of per_image.parquet)
 
     def score(self, items: Sequence[ScoringItem], cache: FeatureCache) -> list[dict[str, object]]: ...
+
+
+class PhasedScorer:
+    """Any scorer seen through all four phases (missing ones are no-ops) — the adapter of the old protocol."""
+
+    def __init__(self, scorer):
+        for attr in ("name", "protocol", "metrics", "score"):
+            if not hasattr(scorer, attr):
+                raise StellarError(f"scorer {scorer!r} lacks {attr!r} (see stellar.engine.scorers: name, protocol, metrics, score)")
+        self.inner = scorer
+        self.name, self.protocol, self.metrics = scorer.name, scorer.protocol, tuple(scorer.metrics)
+        declared = getattr(scorer, "needs_reference", None)
+        if declared is None:
+            from stellar.metrics.base import METRICS
+
+            declared = any({"reference", "references"} & set(METRICS[m].needs) for m in self.metrics if m in METRICS)
+        self.needs_reference = bool(declared)
+
+    def reference(self, photos: Sequence[ReferencePhoto], cache: FeatureCache) -> list[dict] | None:
+        fn = getattr(self.inner, "reference", None)
+        return fn(photos, cache) if fn is not None else None
+
+    def text(self, prompts: Sequence[str], cache: FeatureCache) -> None:
+        fn = getattr(self.inner, "text", None)
+        if fn is not None:
+            fn(prompts, cache)
+
+    def score(self, items: Sequence[ScoringItem], cache: FeatureCache) -> list[dict[str, object]]:
+        return self.inner.score(items, cache) if items else []
+
+    def counters(self) -> dict:
+        fn = getattr(self.inner, "counters", None)
+        return dict(fn()) if fn is not None else {}
+
+
+def phased(scorer) -> PhasedScorer:
+    """``scorer`` as a :class:`PhasedScorer` (idempotent)."""
+    return scorer if isinstance(scorer, PhasedScorer) else PhasedScorer(scorer)
 
 
 #: metric name -> factory building the scorer that computes it (several metrics may share one).
@@ -80,6 +148,8 @@ SCORERS: dict[str, str] = {
     "pick_score": "stellar.engine.standard_scorers:build_pickscore_scorer",
     "pick_score_raw": "stellar.engine.standard_scorers:build_pickscore_scorer",
     "hpsv2": "stellar.engine.standard_scorers:build_hpsv2_scorer",
+    "hpsv1": "stellar.engine.standard_scorers:build_hpsv1_scorer",
+    "image_reward": "stellar.engine.standard_scorers:build_image_reward_scorer",
 }
 
 

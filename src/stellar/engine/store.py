@@ -140,3 +140,32 @@ class ResultsStore:
         path = self.run_dir / name
         atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
         return path
+
+
+class PartWriter:
+    """Buffers rows and writes a part file every ``flush_rows`` rows or ``flush_seconds`` (issue 10.4).
+
+    A 40,000-image run then has ~40 part files instead of 5,000. Each part is atomic, so a kill -9
+    loses at most the rows still in the buffer (at most one part's work is redone on resume).
+    """
+
+    def __init__(self, store: ResultsStore, flush_rows: int = 1000, flush_seconds: float = 30.0):
+        import time
+
+        self.store, self.flush_rows, self.flush_seconds = store, max(1, flush_rows), flush_seconds
+        self._clock = time.monotonic
+        self._rows: list[dict] = []
+        self._since = self._clock()
+        self.parts_written = 0
+
+    def add(self, rows: list[dict]) -> None:
+        self._rows.extend(rows)
+        if len(self._rows) >= self.flush_rows or self._clock() - self._since >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._rows:
+            self.store.write_part(self._rows)
+            self.parts_written += 1
+        self._rows = []
+        self._since = self._clock()

@@ -113,8 +113,25 @@ METRICS: dict[str, MetricInfo] = {
             "Human Preference Score v2: cosine of open_clip ViT-H-14 (HPS v2 weights) text and image embeddings.",
             failure_value=0.0,
         ),
+        MetricInfo(
+            "hpsv1", "HPSv1", True, ("generated", "prompt"), ("hpsv1",), "image", False,
+            "Human Preference Score v1: 100 x cosine of OpenAI CLIP ViT-L/14 (HPS v1 weights) text and image embeddings.",
+        ),
+        MetricInfo(
+            "image_reward", "ImageReward", True, ("generated", "prompt"), ("image_reward",), "image", False,
+            "ImageReward v1.0: BLIP ViT-L + cross-attending BERT + MLP reward of (prompt, image), normalised by the published mean/std.",
+        ),
     )  # fmt: skip
 }
+
+
+def register_metric(info: MetricInfo) -> None:
+    """Add a plug-in metric's metadata (its scorer goes to :func:`stellar.engine.scorers.register_scorer`)."""
+    if info.name in METRICS and METRICS[info.name] != info:
+        raise ValueError(f"metric {info.name!r} is already registered")
+    if info.level == "image" and info.failure_value is None:
+        raise ValueError(f"metric {info.name!r}: a per-image metric must declare its failure_value (DESIGN §6.10)")
+    METRICS[info.name] = info
 
 
 def failure_value(name: str, kind: str) -> float:
