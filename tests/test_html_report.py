@@ -215,6 +215,8 @@ def test_cli_html_defaults_to_run_report_and_terminal_report_unchanged(runs, cap
     assert main(["report", str(runs[0]), str(runs[1])]) == 0
     assert "| alpha |" in capsys.readouterr().out
     assert main(["report", str(runs[0]), "--format", "html", "--thumb-size", "4", "--out", str(runs[0] / "r2")]) == 2
+    assert main(["report", str(runs[0]), "--format", "html", "--ci", "none", "--quiet", "--out", str(runs[0] / "r3")]) == 0
+    assert "no CI: intervals hidden (--ci none)" in (runs[0] / "r3" / "index.html").read_text()
 
 
 def test_max_gallery_keeps_failures_first(runs, tmp_path):

@@ -322,8 +322,6 @@ def _table_html(t: Table, counts_cols: set[str], stats: dict, flags: dict[str, l
 
 
 # ------------------------------------------------------------------------------------------ builder
-#: Settings of the intervals and comparisons shown (those of ``stellar report --ci`` / ``stellar compare``).
-STATS_SETTINGS = {"ci": 0.95, "n_boot": 1000, "seed": 0, "resample": "subject"}
 #: Cache of the statistics and plots, keyed by the digest of the runs' results files.
 DERIVED_FILE = ".derived-cache.json"
 DERIVED_VERSION = 2  # bump when statistics or plots change
@@ -402,6 +400,10 @@ def build_html_report(
     chunk_rows: int = 500,
     workers: int | None = None,
     goa_found_threshold: float = 0.1,
+    ci: float | None = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    resample: str = "subject",
     progress: bool = True,
 ) -> HtmlReport:
     """Write the HTML report of ``runs`` into the folder ``out`` (see the module docstring).
@@ -414,6 +416,8 @@ def build_html_report(
         chunk_rows: jobs per data file.
         workers: thumbnail processes (default: CPU count).
         goa_found_threshold: a GOA query scoring below it counts as "never found".
+        ci, n_boot, seed, resample: the intervals and comparisons (as ``stellar report --ci`` /
+            ``stellar compare``); ``ci=None`` shows means only.
         progress: progress bars.
 
     Raises:
@@ -438,10 +442,16 @@ def build_html_report(
 
     # ---- leaderboard (the same tables as every other format) and statistics
     # leaderboard tables, statistics and plots depend only on the results files: reused when those did not change
-    digest = _inputs_digest(runs, {"stats": STATS_SETTINGS, "goa": goa_found_threshold, "v": DERIVED_VERSION})
+    stats_settings = {"ci": ci, "n_boot": n_boot, "seed": seed, "resample": resample}
+    digest = _inputs_digest(runs, {"stats": stats_settings, "goa": goa_found_threshold, "v": DERIVED_VERSION})
     derived = _read_derived(out, digest)
     sections = _tables_from_json(derived["tables"]) if derived else leaderboard_sections(runs)
-    stats = derived["stats"] if derived else statistics(runs, sections, **STATS_SETTINGS)
+    if derived:
+        stats = derived["stats"]
+    elif ci is None:
+        stats = {"available": False, "reason": "intervals hidden (--ci none)"}
+    else:
+        stats = statistics(runs, sections, **stats_settings)
     counts = {r.name: run_counts(r) for r in runs}
     flags = comparability(runs, counts)
 
