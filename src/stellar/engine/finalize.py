@@ -261,7 +261,7 @@ def finalize_table(frame: pd.DataFrame, ctx: FinalizeContext) -> tuple[pd.DataFr
 def finalize_run(out: str | Path, dataset=None, *, expected: Sequence[Job] | None = None, counters=None, extra: dict | None = None) -> dict:
     """Merge the part files into ``per_image.parquet``; every dataset-level number into ``summary.json``.
 
-    ``dataset`` is not needed any more (labels and keys are row columns); kept for callers. ``counters``
+    ``dataset`` is only read for parts written before the APS labels were row columns. ``counters``
     (a ``RunCounters``) overrides the shards' summed counters.
     """
     out = Path(out)
@@ -279,6 +279,11 @@ def finalize_run(out: str | Path, dataset=None, *, expected: Sequence[Job] | Non
             frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
     if rule == "partial" and not (frame["status"] != "missing").any():
         raise StellarError(f"{out}: no job has an image (nothing matched the jobs?)")
+    missing_labels = [a for a in agg.APS_ATTRIBUTES if f"{agg.APS_LABEL}{a}" not in frame]
+    if missing_labels and dataset is not None:  # parts written before the labels were row columns
+        labels = {(s, p.index): p.attributes for s in set(frame["subject"]) for p in dataset.subject(s).photos}
+        for a in missing_labels:
+            frame[f"{agg.APS_LABEL}{a}"] = [int(labels.get((s, int(p)), {}).get(a, 0)) for s, p in zip(frame["subject"], frame["photo"])]
     reference = pd.read_parquet(reference_file) if reference_file is not None else None
     frame, entries = finalize_table(frame, FinalizeContext(run, metrics, rule, reference))
 
