@@ -133,10 +133,11 @@ def metric_need(metric: str, options: RunOptions) -> Need:
     cards: list[str] = []
     extras: list[str] = []
     for role in info.models:
-        if role == "faces":
-            need = preset_need(options.faces)
-            cards += need.cards
-            extras += need.extras
+        if role == "faces":  # --faces paper,arcface: every preset of the list (issue 12)
+            for preset in [f.strip() for f in options.faces.split(",") if f.strip()] or [options.faces]:
+                need = preset_need(preset)
+                cards += need.cards
+                extras += need.extras
             continue
         cards += _role_cards(role, options)
         if role in ROLE_EXTRAS:

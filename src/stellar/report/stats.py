@@ -72,7 +72,7 @@ import pandas as pd
 from stellar.errors import StellarError
 from stellar.metrics import aggregate as agg
 from stellar.metrics.aggregate import APS_ATTRIBUTES
-from stellar.metrics.base import METRICS
+from stellar.metrics.base import METRICS, split_variant
 
 Resample = Literal["subject", "job"]
 
@@ -265,6 +265,7 @@ def table_metrics(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> 
     """Image-level metric columns of the table (in :data:`METRICS` order), plus ``aps`` when its columns exist."""
     if metrics is None:
         out = [m for m in IMAGE_METRICS if m in frame]
+        out += [c for c in frame.columns if split_variant(c)[1] is not None and split_variant(c)[0] in IMAGE_METRICS]  # ips@paper, ... (issue 12)
         return out + (["aps"] if aps_attributes(frame) else [])
     for m in metrics:
         if m == "aps":
