@@ -19,6 +19,18 @@ and said so in the table:
 
     python benchmarks/faces.py [--presets offline,paper,arcface] [--sizes 512,1024] [--batches 1,8]
                                [--images 8] [--repeat 2] [--threads N] [--readme benchmarks/README.md]
+
+``--mtcnn-ab``: instead, the MTCNN before/after comparison (issue 10). The demo photos (the package
+photos of scikit-image, matplotlib and mahotas, plus the face_recognition sdist's when cached) are
+cut square and resized to 512² and 1024² JPEGs; the ``offline`` preset (MTCNN + dlib, real weights)
+analyses each size's set under four configurations, alternated A B C D per round (``--rounds``,
+>= 3): the per-box crop + torch NMS of before (``mtcnn.crop_resize_per_box``, torchvision off) or the
+summed-area-table crop + torchvision NMS of now, each with 2 torch threads (torch's default here:
+one per core) and with 1 (``--threads auto``). Reported per image: min and median over the rounds of
+wall time and of process CPU time (all threads; preferred, since other jobs load the cores), and the
+load average. Then a cProfile breakdown of ``MTCNNDetector.detect`` before and after (1 thread).
+
+    python benchmarks/faces.py --mtcnn-ab [--rounds 3] [--readme benchmarks/README.md]
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import numpy as np
 from PIL import Image
 
 BEGIN, END = "<!-- faces-benchmark:begin -->", "<!-- faces-benchmark:end -->"
+AB_BEGIN, AB_END = "<!-- faces-mtcnn-ab:begin -->", "<!-- faces-mtcnn-ab:end -->"
 
 
 def _photos(folder: Path, size: int, n: int) -> list[Path]:
@@ -225,15 +238,190 @@ def to_markdown(rows: list[dict], seconds: float, repeat: int, n_images: int) ->
     return "\n".join(lines) + "\n"
 
 
-def write_readme(path: Path, section: str) -> None:
+def write_readme(path: Path, section: str, begin: str = BEGIN, end: str = END) -> None:
     text = path.read_text() if path.exists() else "# Benchmarks\n\nSpeed / memory measurements (not timed tests).\n\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        tail = rest.split(END, 1)[1].lstrip("\n")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        tail = rest.split(end, 1)[1].lstrip("\n")
         text = head + section + ("\n" + tail if tail else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     path.write_text(text)
+
+
+# ------------------------------------------------------------------------------ MTCNN before/after
+def demo_photo_files(folder: Path, sizes: list[int]) -> dict[int, list[Path]]:
+    """The demo photos cut square about their centre (after the demo's own crop) and resized to each
+    size, as JPEG files; the face_recognition ones only when its sdist is cached."""
+    from stellar.data import samples
+    from stellar.errors import StellarError
+
+    try:
+        sdist = samples.fetch_face_recognition_sdist(offline=True)
+        photos = samples.demo_photos(include_face_recognition=True)
+        members = samples._read_sdist_members(sdist, [p.origin.split(":", 1)[1] for p in photos if p.needs_face_recognition])
+    except (ImportError, StellarError):
+        photos, members = samples.demo_photos(include_face_recognition=False), {}
+    out: dict[int, list[Path]] = {size: [] for size in sizes}
+    for k, photo in enumerate(photos):
+        im = samples._source_image(photo, members)[1].convert("RGB")
+        if photo.crop:
+            im = im.crop(photo.crop)
+        side = min(im.size)
+        left, top = (im.width - side) // 2, (im.height - side) // 2
+        im = im.crop((left, top, left + side, top + side))
+        for size in sizes:
+            path = folder / f"demo{k}_{size}.jpg"
+            im.resize((size, size), Image.BICUBIC).save(path, quality=92)
+            out[size].append(path)
+    return out
+
+
+class MTCNNVariant:
+    """Context manager: run MTCNN as ``"before"`` (per-box crop loop, torch NMS) or ``"after"``."""
+
+    def __init__(self, which: str):
+        self.which = which
+
+    def __enter__(self):
+        from stellar.models.faces import boxes, mtcnn
+
+        self.saved = (mtcnn._integral_image, mtcnn._crop_resize, boxes.torchvision_nms)
+        if self.which == "before":
+            mtcnn._integral_image = lambda images: images  # the loop crops the float images directly
+            mtcnn._crop_resize = mtcnn.crop_resize_per_box
+            boxes.torchvision_nms = lambda: None
+        return self
+
+    def __exit__(self, *exc):
+        from stellar.models.faces import boxes, mtcnn
+
+        mtcnn._integral_image, mtcnn._crop_resize, boxes.torchvision_nms = self.saved
+
+
+AB_CONFIGS = (("before", 2), ("after", 2), ("before", 1), ("after", 1))
+
+
+def mtcnn_ab(folder: Path, rounds: int, sizes=(512, 1024)) -> dict:
+    """Alternated rounds of the offline preset under :data:`AB_CONFIGS`; per-image wall/CPU seconds."""
+    from stellar.device import configure_threads
+    from stellar.models.faces import FaceAnalyzer
+
+    files = demo_photo_files(folder, list(sizes))
+    an = FaceAnalyzer.from_preset("offline", device="cpu", batch_size=8)
+    an.analyze(files[sizes[0]][:1])  # warm-up
+    times: dict[tuple, list[tuple[float, float]]] = {}
+    faces: dict[tuple, list[int]] = {}
+    load = [os.getloadavg()[0]]
+    for r in range(rounds):
+        for which, threads in AB_CONFIGS:
+            configure_threads(threads)
+            with MTCNNVariant(which):
+                for size in sizes:
+                    paths = files[size]
+                    w0, c0 = time.perf_counter(), time.process_time()
+                    result = an.analyze(paths)
+                    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+                    times.setdefault((which, threads, size), []).append((wall / len(paths), cpu / len(paths)))
+                    faces.setdefault((which, threads, size), []).append(sum(len(f) for f in result))
+            load.append(os.getloadavg()[0])
+            print(f"round {r + 1}/{rounds} {which:6s} {threads} thr: " + "  ".join(
+                f"{s}² {1000 * times[(which, threads, s)][-1][0]:.0f} ms wall {1000 * times[(which, threads, s)][-1][1]:.0f} ms cpu"
+                for s in sizes), flush=True)  # fmt: skip
+    # the two implementations must find the same faces (they are bit-identical on the CPU)
+    per_size = {s: {tuple(v) for k, v in faces.items() if k[2] == s} for s in sizes}
+    assert all(len(v) == 1 for v in per_size.values()), faces
+    return {"times": times, "n_images": {s: len(files[s]) for s in sizes}, "faces": {s: next(iter(v))[0] for s, v in per_size.items()},
+            "load": load, "rounds": rounds}  # fmt: skip
+
+
+def profile_mtcnn(folder: Path, size: int = 1024) -> dict[str, dict[str, float]]:
+    """cProfile (CPU-time clock) of ``MTCNNDetector.detect`` (1 thread, each photo alone) before and
+    after: seconds in the crop, NMS, each network's forward and the rest (pyramid resize, proposals,
+    glue)."""
+    import cProfile
+    import inspect
+    import pstats
+
+    from stellar.device import configure_threads
+    from stellar.images import load_image
+    from stellar.models.faces import boxes, mtcnn
+
+    configure_threads(1)
+    arrays = [np.asarray(load_image(p)) for p in demo_photo_files(folder, [size])[size]]
+    det = mtcnn.MTCNNDetector(device="cpu")
+    det.detect(arrays[:1])
+    out = {}
+    for which in ("before", "after"):
+        with MTCNNVariant(which):
+            prof = cProfile.Profile(time.process_time)  # CPU time: the cores are shared
+            prof.enable()
+            for a in arrays:
+                det.detect([a])
+            prof.disable()
+            stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tottime, cumtime, callers)}
+
+            def cum(fn) -> float:
+                code = inspect.unwrap(fn).__code__
+                key = (code.co_filename, code.co_firstlineno, code.co_name)
+                return stats[key][3] if key in stats else 0.0
+
+            total = cum(mtcnn.MTCNNDetector._detect_same_size)
+            parts = {
+                "crop": cum(mtcnn.crop_resize_per_box if which == "before" else mtcnn._crop_resize) + cum(mtcnn._integral_image),
+                "nms": cum(boxes.batched_nms),
+                "P-Net forward": cum(mtcnn.PNet.forward),
+                "R-Net forward": cum(mtcnn.RNet.forward),
+                "O-Net forward": cum(mtcnn.ONet.forward),
+            }
+            parts["rest"] = total - sum(parts.values())
+            out[which] = {"total": total, **{k: v for k, v in parts.items()}, "images": len(arrays)}
+    return out
+
+
+def _stat(values: list[float]) -> tuple[float, float]:
+    return min(values), float(np.median(values))
+
+
+def ab_markdown(ab: dict, prof: dict, seconds: float) -> str:
+    rows = []
+    for (which, threads, size), vals in sorted(ab["times"].items(), key=lambda kv: (kv[0][2], -kv[0][1], kv[0][0] != "before")):
+        wmin, wmed = _stat([v[0] for v in vals])
+        cmin, cmed = _stat([v[1] for v in vals])
+        rows.append((size, which, threads, wmin, wmed, cmin, cmed))
+    base = {(r[0], r[2]): r for r in rows if r[1] == "before"}
+    lines = [
+        AB_BEGIN,
+        "### MTCNN before/after: vectorised crop, torchvision NMS, threads (`benchmarks/faces.py --mtcnn-ab`)",
+        "",
+        f"Machine: {machine()}. The `offline` preset (MTCNN + dlib, real weights) on the demo photos "
+        f"({ab['n_images'][512]} per size: the package photos and the face_recognition sdist's, cut square, "
+        f"resized to 512² and 1024² JPEGs; {ab['faces'][512]} and {ab['faces'][1024]} faces found, identical in every "
+        f"configuration); the four configurations alternated A B C D in each of {ab['rounds']} rounds. Per image "
+        "(decode + detect + embed), milliseconds; CPU = process CPU time over all threads. The 2 cores were "
+        f"shared with other developers' jobs (1-min load average {min(ab['load']):.1f}-{max(ab['load']):.1f} during the "
+        f"runs), so wall times are inflated and noisy: compare the CPU columns. Run time {seconds:.0f} s.",
+        "",
+        "| size | MTCNN crop + NMS | threads | wall min | wall median | CPU min | CPU median | CPU median vs before, same threads |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for size, which, threads, wmin, wmed, cmin, cmed in rows:
+        label = "per-box loop + torch NMS (before)" if which == "before" else "summed-area table + torchvision NMS"
+        rel = f"{base[(size, threads)][6] / cmed:.2f}× less" if which == "after" else ""
+        lines.append(f"| {size}² | {label} | {threads} | {1000 * wmin:.0f} | {1000 * wmed:.0f} | {1000 * cmin:.0f} | {1000 * cmed:.0f} | {rel} |")
+    lines += [
+        "",
+        f"cProfile (CPU-time clock) of `MTCNNDetector.detect` alone (1 thread, the {prof['before']['images']} 1024² photos "
+        "one at a time; cProfile's per-call overhead inflates the many-call loop of *before*), CPU seconds and share of the detector:",
+        "",
+        "| part | before s | before % | after s | after % |",
+        "|---|---|---|---|---|",
+    ]
+    for part in ("crop", "nms", "P-Net forward", "R-Net forward", "O-Net forward", "rest", "total"):
+        b, a = prof["before"][part], prof["after"][part]
+        lines.append(f"| {part} | {b:.2f} | {100 * b / prof['before']['total']:.0f} % | {a:.2f} | {100 * a / prof['after']['total']:.0f} % |")
+    lines.append(AB_END)
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -245,7 +433,22 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=2, help="runs per configuration; the fastest is reported")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--readme", type=Path, default=None, help="write the table into this README (section replaced)")
+    ap.add_argument("--mtcnn-ab", action="store_true", help="MTCNN before/after + threads comparison instead (see above)")
+    ap.add_argument("--rounds", type=int, default=3, help="--mtcnn-ab: alternated rounds (>= 3 recommended)")
     args = ap.parse_args(argv)
+    if args.mtcnn_ab:
+        import torch
+
+        t0, default_threads = time.perf_counter(), torch.get_num_threads()
+        with tempfile.TemporaryDirectory() as tmp:
+            ab = mtcnn_ab(Path(tmp), max(1, args.rounds))
+            prof = profile_mtcnn(Path(tmp))
+        torch.set_num_threads(default_threads)  # machine() reports torch's default
+        section = ab_markdown(ab, prof, time.perf_counter() - t0)
+        print(section)
+        if args.readme:
+            write_readme(args.readme, section, AB_BEGIN, AB_END)
+        return 0
     if args.threads:
         import torch
 

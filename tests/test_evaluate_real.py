@@ -40,6 +40,8 @@ def _photo(ds, subject, index, size=512):
     return im.crop((left, top, left + side, top + side)).resize((size, size))
 
 
+# The sets answer only the 8 jobs of prompt 0 (of the demo's 120): they are evaluated with the
+# "partial" failure rule (mean over the jobs that have an image), the rule for a deliberate subset.
 @pytest.fixture(scope="module")
 def sets(demo_dataset, tmp_path_factory):
     ds = StellarDataset(demo_dataset)

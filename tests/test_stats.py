@@ -116,6 +116,22 @@ def test_aps_of_hard_predictions_equals_sklearn_roc_auc():
     assert iv.lo < iv.mean < iv.hi
 
 
+def test_point_estimates_equal_the_report_aggregation():
+    """The bootstrap's statistic is metrics.aggregate's row rule: finite values only; APS over rows with label and prediction ≠ 0."""
+    from stellar.metrics.aggregate import aggregate
+
+    frame = per_image_frame(5, 8, seed=6, aps_accuracy=0.7)
+    frame.loc[::5, "ips"] = np.nan
+    frame.loc[3, "sis"] = np.inf
+    frame.loc[::4, "aps_label_Male"] = 0
+    frame.loc[1::6, "aps_pred_Young"] = 0  # no prediction (--partial failure): not counted
+    ours = bootstrap_intervals(frame, ["ips", "sis", "clip_t", "aps"], n_boot=50)
+    ref = aggregate(frame, ["ips", "sis", "clip_t", "aps"])["means"]
+    for m in ("ips", "sis", "clip_t", "aps"):
+        assert ours[m].mean == pytest.approx(ref[m], abs=1e-12), m
+    assert ours["ips"].n == int(frame["ips"].notna().sum()) and ours["sis"].n == len(frame) - 1
+
+
 def test_aps_bootstrap_matches_sklearn_on_resampled_tables():
     """Replicate APS (probes fixed) = sklearn AUC of the drawn rows, for a naive loop with the same draws."""
     frame = per_image_frame(4, 6, seed=8, aps_accuracy=0.75)
@@ -315,3 +331,15 @@ def test_compare_on_the_demo(demo_runs, capsys):
         assert main(["compare", copy, noise, "--bootstrap", "300", "--seed", "7"]) == 0
     first, second = capsys.readouterr().out.split("### Paired differences")[1:]
     assert first == second
+
+
+def test_report_intervals_keeps_the_grouped_api_the_html_report_uses():
+    """Regression: report_intervals(frame, columns, by=…) → {group: {column: Interval}} (stellar.report.html calls it)."""
+    from stellar.report.stats import report_intervals, row_intervals
+
+    frame = per_image_frame(6, 12, seed=3)
+    grouped = report_intervals(frame, ["ips", "aps", "images"], by="split", n_boot=100)
+    assert set(grouped) == {"T", "H"} and set(grouped["T"]) == {"ips", "aps"}
+    assert grouped["H"] == row_intervals(frame[frame["kind"] == "H"], ["ips", "aps"], n_boot=100)
+    assert set(report_intervals(frame, ["ips"], n_boot=50)) == {"all"}
+    assert set(report_intervals(frame, ["ips"], by="category", n_boot=50)) == {"animals", "objects", "scenes"}

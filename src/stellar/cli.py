@@ -38,6 +38,7 @@ _GROUPS = (
     "stellar.commands.generated",
     "stellar.commands.demo",
     "stellar.commands.models",
+    "stellar.commands.doctor",
     "stellar.commands.faces",
     "stellar.commands.evaluate",
     "stellar.commands.report",
@@ -46,6 +47,7 @@ _GROUPS = (
     "stellar.commands.generate",
     "stellar.commands.train",
     "stellar.commands.prompts",
+    "stellar.commands.study",
 )
 
 #: What to do about an OSError, by errno (the message already names the file and the OS's reason).

@@ -10,7 +10,8 @@
 4. Evaluate each set with the ``offline`` face preset (MTCNN + dlib ResNet, weights from PyPI
    packages) into ``OUT/runs/<method>`` — IPS, SIS, APS; no CLIP model is available offline, so
    CLIP-T/CLIP-I are skipped and the exclusion rule is reported as *not applied* — and print the
-   leaderboard (``stellar report``).
+   leaderboard (``stellar report``); build the browsable HTML report into ``OUT/report/`` and print
+   the path of its ``index.html`` (``stellar report … --format html``).
 5. Print a summary; exit status 0 when nothing is an error, 1 otherwise.
 
 Every step is idempotent: a rerun rewrites nothing and takes a few seconds.
@@ -141,4 +142,11 @@ def _evaluate_and_report(dataset, out: Path, methods: Sequence[str], *, faces: s
         evaluate(dataset, out / "generated" / name, run_dir, config, faces=analyzer, clip=None,
                  clip_unavailable="no CLIP weights offline (stellar models fetch clip-vit-bigg-14-laion2b)", progress=progress)  # fmt: skip
         runs.append(load_run(run_dir))
-    return f"Leaderboard (faces preset {faces!r}; `stellar report {out / 'runs'}/*`):\n" + render(leaderboard(runs), "md")
+    from stellar.report.html import build_html_report
+
+    html = build_html_report(runs, out / "report", progress=progress)
+    return (
+        f"Leaderboard (faces preset {faces!r}; `stellar report {out / 'runs'}/*`):\n"
+        + render(leaderboard(runs), "md")
+        + f"HTML report (gallery, failure views, plots): {html.index}\n"
+    )

@@ -36,14 +36,15 @@ def configure_threads(threads: int | str | None = "auto") -> int:
 
     ``"auto"``: ``OMP_NUM_THREADS`` when it is set (a user's or a launcher's choice — ``torchrun``
     sets 1 per process — is kept), else :data:`AUTO_THREADS` = 1. Chosen by measurement
-    (benchmarks/README.md, faces section): the evaluation's CPU work is MTCNN's many small
-    per-box/per-level operations, FaceNet/dlib on single face chips and Python glue, where a
-    parallel region costs more than it saves; on the project's 2-core machine shared with other
-    jobs, one thread made the offline preset faster in wall time *and* cheaper in CPU time than
-    torch's default of one thread per core (per-box regions with 2 threads ran 5-17× slower; whole
-    runs 2.6× faster in wall time with ``OMP_NUM_THREADS=1``). To use more cores, run more
-    processes (``torchrun --nproc_per_node N`` shards), or pass ``--threads N`` on an idle
-    many-core machine where a single large model (SDXL on CPU, CLIP bigG) dominates.
+    (benchmarks/README.md, "MTCNN before/after"): the evaluation's CPU work is MTCNN's many small
+    per-level/per-box operations, dlib/FaceNet on single face chips and Python glue, where a
+    parallel region costs more than it saves. On the project's 2-core machine shared with other
+    jobs, the offline preset with 1 thread instead of torch's default 2 (one per core) used
+    1.6-3.9× less CPU per image and was 1.5-3.0× faster in median wall time (3 alternated rounds,
+    512² and 1024² demo photos); an independent profile found per-box regions 5-17× slower with 2
+    threads and whole runs 2.6× faster with ``OMP_NUM_THREADS=1``. To use more cores, run more
+    processes (``torchrun --nproc_per_node N`` shards); ``--threads N`` may pay on an idle
+    many-core machine where one large model on the CPU dominates (not measured here).
 
     Results do not depend on the thread count beyond float reduction order.
 

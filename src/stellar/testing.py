@@ -321,3 +321,62 @@ def tiny_blip_vqa_folder(folder: str | Path, *, seed: int = 0) -> Path:
     tokenizer.save_pretrained(folder)
     BlipImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
+
+
+# ------------------------------------------------------------ tiny ImageReward / HPSv1 checkpoints
+def tiny_image_reward_folder(folder: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny random ImageReward checkpoint in the official format to ``folder``:
+    ``ImageReward.pt`` (keys ``blip.visual_encoder.*`` in BLIP's timm-style names, ``blip.text_encoder.*``,
+    ``mlp.layers.*``), ``med_config.json`` (BERT, 2 layers, width 32) and a local ``vocab.txt``
+    (:func:`bert_wordpiece_vocab`; the loader adds ``[DEC]`` and ``[ENC]`` as BLIP does). Vision: ViT
+    width 64 (one 64-d head), 2 blocks, patch 8, image 32."""
+    import torch
+    from transformers import BertTokenizer, BlipVisionConfig, BlipVisionModel
+    from transformers.models.blip.modeling_blip_text import BlipTextModel
+
+    from stellar.models.image_reward import _text_config, official_vision_key
+    from stellar.models.standard import aesthetic_head
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(bert_wordpiece_vocab(("a", "person", "horse", "riding", "the"))) + "\n")
+    tok = BertTokenizer(vocab=str(folder / "vocab.txt"))
+    tok.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
+    med = {"architectures": ["BertModel"], "hidden_act": "gelu", "hidden_size": 32, "intermediate_size": 37, "layer_norm_eps": 1e-12,
+           "max_position_embeddings": 64, "model_type": "bert", "num_attention_heads": 2, "num_hidden_layers": 2, "pad_token_id": 0,
+           "vocab_size": len(tok), "encoder_width": 64, "add_cross_attention": True}  # fmt: skip
+    (folder / "med_config.json").write_text(json.dumps(med, indent=2))
+    torch.manual_seed(seed)
+    vision = BlipVisionModel(BlipVisionConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=1,
+                                              image_size=32, patch_size=8, layer_norm_eps=1e-6, initializer_range=0.02))  # fmt: skip
+    # (BlipVisionConfig initialises with std 1e-10 by default: its outputs would not depend on the image)
+    text = BlipTextModel(_text_config(med, 64, tok), add_pooling_layer=False)
+    head = aesthetic_head((32, 64, 32, 16, 8, 1))
+    state = {}
+    for k, v in vision.state_dict().items():
+        state["blip.visual_encoder." + official_vision_key(k)] = v
+    for k, v in text.state_dict().items():
+        if not k.endswith("position_ids"):
+            state["blip.text_encoder." + k] = v
+    for k, v in head.state_dict().items():
+        state["mlp.layers." + k] = v
+    torch.save(state, folder / "ImageReward.pt")
+    return folder
+
+
+def tiny_hpsv1_folder(folder: str | Path, *, seed: int = 0) -> Path:
+    """Save a tiny random open_clip CLIP (QuickGELU, as OpenAI's) as ``hpc.pt`` in HPS v1's format — an
+    OpenAI ``clip`` state dict under ``"state_dict"``, with OpenAI's integer metadata entries — plus
+    ``open_clip_config.json``."""
+    import open_clip
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cfg = {**TINY_OPEN_CLIP_CFG, "quick_gelu": True}
+    (folder / "open_clip_config.json").write_text(json.dumps({"model_cfg": cfg}))
+    torch.manual_seed(seed)
+    state = dict(open_clip.CLIP(**cfg).state_dict())
+    state.update(input_resolution=32, context_length=77, vocab_size=49408)
+    torch.save({"state_dict": state}, folder / "hpc.pt")
+    return folder

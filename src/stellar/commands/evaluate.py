@@ -27,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--relation-scorer", default=None, choices=["clip", "vqa"], help="RFS predicate scorer (default clip)")
     e.add_argument("--goa-empty", default=None, choices=["nan", "zero"], help="GOA of a prompt without objects: NaN, counted (default) or 0 (the official averaging)")
     e.add_argument("--scorer-option", action="append", default=[], metavar="KEY=VALUE", help="other scorer settings, e.g. dino=FOLDER, hpsv2_version=v2.1")
-    e.add_argument("--faces", default="paper", help="face preset: paper (mtcnn+facenet), arcface (scrfd+arcface), offline (mtcnn+dlib)")
+    e.add_argument(
+        "--faces", default="paper",
+        help="face preset: paper (mtcnn+facenet), arcface (scrfd+arcface), offline (mtcnn+dlib); a comma-separated list "
+        "(paper,arcface) computes IPS/SIS/APS/FDFR/CPS once per preset in the same pass, columns ips@paper, ips@arcface, ...",
+    )  # fmt: skip
+    e.add_argument("--generator-encoder", default=None, metavar="NAME", help="the face encoder the method was conditioned on (e.g. arcface-antelopev2): a matching evaluation preset is flagged as biased (default: the sidecars' face_encoder)")
     e.add_argument("--clip", default="clip-vit-bigg-14-laion2b", help="CLIP card, hub id or local folder; 'none' to skip CLIP metrics and the exclusion rule")
     e.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
     e.add_argument("--batch-size", type=positive_int, default=8)
@@ -58,7 +63,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 #: What the Stellar paper reports (its five metrics and the standard ones it compares with) that is implemented.
-PAPER_METRICS = ("ips", "sis", "aps", "goa", "rfs", "clip_t", "clip_i", "dino", "aesthetic", "pick_score", "pick_score_raw", "hpsv2")
+PAPER_METRICS = (
+    "ips", "sis", "aps", "goa", "rfs", "clip_t", "clip_i", "dino", "aesthetic", "pick_score", "pick_score_raw", "hpsv2",
+    "hpsv1", "image_reward",
+)  # fmt: skip
 
 
 def expand_metrics(text: str) -> tuple[str, ...]:
@@ -95,6 +103,7 @@ def scorer_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from stellar.commands.doctor import preflight
     from stellar.commands.models import apply_weights_overrides
     from stellar.data.dataset import StellarDataset
     from stellar.data.generated import GeneratedSet
@@ -104,6 +113,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     apply_weights_overrides(args)
     metrics = expand_metrics(args.metrics)
+    preflight(metrics, args)  # stellar doctor's check: fail fast, before any image is opened
     config = EvalConfig(
         metrics=metrics,
         split=None if args.split == "all" else args.split,
@@ -117,16 +127,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         shard=parse_shard(args.shard),
         method=args.method,
         failure_rule="partial" if args.partial else "worst",
+        generator_encoder=args.generator_encoder,
     )
     check_run_files(args.out)  # a corrupt run.json / part file or a file as --out: one message, not a traceback
     dataset = StellarDataset(args.dataset)
     generated = GeneratedSet(args.generated, dataset, split=config.split, kinds=config.kinds, seeds=config.seeds)
     print(generated.match_text(), file=sys.stderr)  # the match report, before anything runs (#9 item 10)
     faces = None
-    if any(m in FACE_METRICS for m in metrics):
-        from stellar.models.faces import FaceAnalyzer
+    if any(m in FACE_METRICS for m in metrics):  # noqa: SIM102
+        from stellar.models.faces import FaceAnalyzer, presets_from_names
 
-        faces = FaceAnalyzer.from_preset(args.faces, device=args.device, batch_size=args.batch_size)
+        names = split_list(args.faces)
+        if len(names) == 1:
+            faces = FaceAnalyzer.from_preset(names[0], device=args.device, batch_size=args.batch_size)
+        else:  # several presets: one analyzer each, a detector shared by the presets that name it
+            faces = presets_from_names(names, device=args.device, batch_size=args.batch_size)
     clip, why = None, None
     if args.clip.lower() != "none":
         from stellar.models.clip import load_clip
@@ -186,11 +201,13 @@ def cmd_metrics_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json([asdict(m) for m in METRICS.values()])
         return 0
-    print(f"{'name':8s} {'display':8s} {'better':7s} {'level':8s} {'exclusion':9s} {'models':10s} needs")
+    w = max(8, *(len(m.name) for m in METRICS.values()))
+    d = max(8, *(len(m.display_name) for m in METRICS.values()))
+    print(f"{'name':{w}s} {'display':{d}s} {'better':7s} {'level':8s} {'exclusion':9s} {'models':12s} needs")
     for m in METRICS.values():
         print(
-            f"{m.name:8s} {m.display_name:8s} {'higher' if m.higher_is_better else 'lower':7s} {m.level:8s} "
-            f"{'yes' if m.exclusion_applies else 'no':9s} {','.join(m.models):10s} {','.join(m.needs)}"
+            f"{m.name:{w}s} {m.display_name:{d}s} {'higher' if m.higher_is_better else 'lower':7s} {m.level:8s} "
+            f"{'yes' if m.exclusion_applies else 'no':9s} {','.join(m.models):12s} {','.join(m.needs)}"
         )
-        print(f"{'':8s} {m.description}")
+        print(f"{'':{w}s} {m.description}")
     return 0

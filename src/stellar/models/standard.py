@@ -61,10 +61,32 @@ DEFAULT_AESTHETIC_CARD = "laion-aesthetic-v2"
 AESTHETIC_WEIGHTS_FILE = "sac+logos+ava1-l14-linearMSE.pth"
 AESTHETIC_CLIP_CARD = "clip-vit-l-14-openai"
 HPS_CARD = "hpsv2"
-#: HPS version -> checkpoint file of the ``hpsv2`` card (the names of the xswu/HPSv2 hub repo).
-HPS_FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt"}
+HPS_V1_CARD = "hpsv1"
+#: HPS version -> checkpoint file of its card (v2: the names of the xswu/HPSv2 hub repo; v1: align_sd's hpc.pt).
+HPS_FILES = {"v2.0": "HPS_v2_compressed.pt", "v2.1": "HPS_v2.1_compressed.pt", "v1": "hpc.pt"}
 DEFAULT_HPS_VERSION = "v2.0"  # the version the Stellar paper could use (v2.1 was released later)
 HPS_ARCHITECTURE = "ViT-H-14"
+
+
+@dataclass(frozen=True)
+class HpsVariant:
+    """What differs between HPS v1 and v2: card, open_clip architecture, resize rule, score scale."""
+
+    card: str
+    architecture: str  # open_clip model config name
+    resize_mode: str  # open_clip image_transform: "longest" (letterbox, v2) | "shortest" (+ centre crop, v1)
+    scale: float  # score = scale · cos(text, image)
+
+
+HPS_VARIANTS: dict[str, HpsVariant] = {
+    # HPSv2 (Wu et al. 2023, arXiv 2306.09341): hpsv2.score() returns the cosine; preprocess_val letterboxes
+    "v2.0": HpsVariant(HPS_CARD, "ViT-H-14", "longest", 1.0),
+    "v2.1": HpsVariant(HPS_CARD, "ViT-H-14", "longest", 1.0),
+    # HPS v1 (Wu et al. 2023, "Better Aligning Text-to-Image Models with Human Preference", arXiv 2303.14420):
+    # OpenAI CLIP ViT-L/14 (QuickGELU) fine-tuned; clip.load's preprocessing (resize 224 bicubic, centre crop);
+    # HPS = 100 · cos(image, text)
+    "v1": HpsVariant(HPS_V1_CARD, "ViT-L-14-quickgelu", "shortest", 100.0),
+}
 _OPEN_CLIP_CONFIG = "open_clip_config.json"
 _TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "tokenizer_config.json")
 
@@ -371,6 +393,7 @@ class HpsModel:
     last_truncated: int = 0
     last_truncated_mask: tuple[bool, ...] = field(default=())
     weights: str = ""  # identity of the checkpoint file(s) (stellar.models.loading); computed when empty
+    scale: float = 1.0  # score = scale · cos (100 for HPS v1)
 
     def __post_init__(self):
         self.device = resolve_device(self.device)
@@ -389,7 +412,8 @@ class HpsModel:
     @property
     def protocol(self) -> str:
         dtype = "amp-fp16" if self.device.startswith("cuda") else "fp32"
-        return model_protocol(f"hpsv2-{self.version}", self.name, weights=self.weights, dtype=dtype, preprocessing=f"{self.preprocess_tag}|ctx{self.context_length}")
+        kind = "hpsv1" if self.version == "v1" else f"hpsv2-{self.version}"
+        return model_protocol(kind, self.name, weights=self.weights, dtype=dtype, preprocessing=f"{self.preprocess_tag}|ctx{self.context_length}|score={self.scale:g}*cos")
 
     def _autocast(self):
         torch = _torch()
@@ -428,33 +452,39 @@ class HpsModel:
         return emb, np.asarray(self.last_truncated_mask, dtype=bool).reshape(len(texts))
 
     def scores(self, text_emb: np.ndarray, image_emb: np.ndarray) -> np.ndarray:
-        """Row-wise HPS = cos(text, image) (HPSv2's benchmark tables show 100×)."""
-        return np.sum(np.asarray(text_emb, np.float64) * np.asarray(image_emb, np.float64), axis=-1)
+        """Row-wise HPS = scale · cos(text, image): the cosine for HPSv2 (its benchmark tables show 100×),
+        100 · cos for HPS v1."""
+        return self.scale * np.sum(np.asarray(text_emb, np.float64) * np.asarray(image_emb, np.float64), axis=-1)
 
 
 def _hps_checkpoint(spec: str | None, version: str) -> tuple[Path, str]:
     from stellar.models import registry
 
     filename = HPS_FILES[version]
+    default_card = HPS_VARIANTS[version].card
     if spec is None or _find_card(spec) is not None:
-        card = _find_card(spec or HPS_CARD)
+        card = _find_card(spec or default_card)
         return registry.resolve_file(card.name, filename), f"{card.name}@{_card_revision(card)}/{filename}"
     path = Path(spec).expanduser()
     if path.is_dir():
         path = path / filename
     if not path.is_file():
-        raise StellarError(f"HPS {version}: checkpoint {path} not found.\n  fix: pass a folder holding {filename}, the file itself, or the card {HPS_CARD!r}")
+        raise StellarError(f"HPS {version}: checkpoint {path} not found.\n  fix: pass a folder holding {filename}, the file itself, or the card {default_card!r}")
     return path, f"local:{path.resolve()}"
 
 
 def load_hps(version: str = DEFAULT_HPS_VERSION, spec: str | None = None, *, device: str | None = None, batch_size: int = 32) -> HpsModel:
-    """HPS ``version`` (``"v2.0"`` | ``"v2.1"``) from the card ``hpsv2``, a folder, or a checkpoint file.
+    """HPS ``version`` (``"v2.0"`` | ``"v2.1"`` from the card ``hpsv2``; ``"v1"`` from the card ``hpsv1``),
+    or a folder / checkpoint file.
 
-    The architecture is ``open_clip``'s ViT-H-14 unless the checkpoint's folder holds an
-    ``open_clip_config.json`` (``{"model_cfg": {...}}``).
+    The architecture is ``open_clip``'s ViT-H-14 (v2) or ViT-L-14-quickgelu (v1, OpenAI CLIP) unless the
+    checkpoint's folder holds an ``open_clip_config.json`` (``{"model_cfg": {...}}``). HPS v1's ``hpc.pt``
+    is an OpenAI ``clip`` state dict (``{"state_dict": ...}``); its integer entries ``input_resolution``,
+    ``context_length``, ``vocab_size`` are metadata of OpenAI's format, not weights, and are dropped.
     """
     if version not in HPS_FILES:
         raise StellarError(f"unknown HPS version {version!r}; choose one of {', '.join(HPS_FILES)}")
+    variant = HPS_VARIANTS[version]
     open_clip = _open_clip()
     torch = _torch()
     path, name = _hps_checkpoint(spec, version)
@@ -464,31 +494,34 @@ def load_hps(version: str = DEFAULT_HPS_VERSION, spec: str | None = None, *, dev
         model_cfg = cfg.get("model_cfg", cfg)
         name += f"|arch={json.dumps(model_cfg, sort_keys=True, separators=(',', ':'))}"
     else:
-        model_cfg = open_clip.get_model_config(HPS_ARCHITECTURE)
-        name += f"|arch={HPS_ARCHITECTURE}"
+        model_cfg = open_clip.get_model_config(variant.architecture)
+        name += f"|arch={variant.architecture}"
     model = open_clip.CLIP(**model_cfg)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001
-        raise StellarError(f"cannot read HPS checkpoint {path}: {exc}\n  fix: stellar models fetch {HPS_CARD}") from None
+        raise StellarError(f"cannot read HPS checkpoint {path}: {exc}\n  fix: stellar models fetch {variant.card}") from None
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         raise StellarError(f"{path} holds no state dict (expected {{'state_dict': ...}} as the HPSv2 checkpoints)")
     state = {k.removeprefix("module."): v for k, v in state.items()}  # saved from DistributedDataParallel
+    state = {k: v for k, v in state.items() if k not in ("input_resolution", "context_length", "vocab_size")}  # OpenAI metadata
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise StellarError(
-            f"HPS checkpoint {path} does not fit the {HPS_ARCHITECTURE if not config_file.is_file() else config_file} architecture: "
+            f"HPS checkpoint {path} does not fit the {variant.architecture if not config_file.is_file() else config_file} architecture: "
             f"missing {list(missing)[:8]}, unexpected {list(unexpected)[:8]}"
         )
     size = model.visual.image_size
     preprocess = open_clip.image_transform(
-        size, is_train=False, mean=open_clip.OPENAI_DATASET_MEAN, std=open_clip.OPENAI_DATASET_STD, resize_mode="longest", interpolation="bicubic", fill_color=0
-    )
+        size, is_train=False, mean=open_clip.OPENAI_DATASET_MEAN, std=open_clip.OPENAI_DATASET_STD,
+        resize_mode=variant.resize_mode, interpolation="bicubic", fill_color=0,
+    )  # fmt: skip
     side = size if isinstance(size, int) else size[0]
+    tag = f"resize-longest-{side}-bicubic-pad0-openai-norm" if variant.resize_mode == "longest" else f"resize-shortest-{side}-bicubic-centercrop-openai-norm"
     tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
     weights = weights_identity(path, config_file) if config_file.is_file() else weights_identity(path)
     return HpsModel(
-        model, tokenizer, preprocess, name=name, version=version, preprocess_tag=f"resize-longest-{side}-bicubic-pad0-openai-norm",
-        device=device, batch_size=batch_size, weights=weights,
+        model, tokenizer, preprocess, name=name, version=version, preprocess_tag=tag,
+        device=device, batch_size=batch_size, weights=weights, scale=variant.scale,
     )  # fmt: skip

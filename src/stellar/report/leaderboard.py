@@ -13,6 +13,11 @@ score each metric's worst value unless the run used ``--partial``); ``no_face``;
 ``exclusion`` (whether the metric-exploitation rule was applied — in the table itself, since copying
 the input wins IPS/SIS/APS when it is not); ``failures`` (the run's failure rule).
 
+With ``ci`` (``stellar report --ci 0.95``, the command's default) every metric cell also carries the
+half-width of its bootstrap interval (``mean ± half-width``; ``_lo`` / ``_hi`` columns in csv), from
+:func:`stellar.report.stats.bootstrap_intervals` on the same rows — a cluster bootstrap over
+subjects whose statistic is :func:`~stellar.metrics.aggregate.aggregate`'s row rule (DESIGN §6.12).
+
 Best values are marked only among *comparable* runs: the same dataset (fingerprint) and job set, the
 same model protocols (faces, CLIP, scorers), the same failure rule and exclusion status, and — for
 ``--partial`` runs — the same evaluated jobs. When runs are not all comparable, the best is marked
@@ -32,7 +37,7 @@ import pandas as pd
 
 from stellar.errors import StellarError
 from stellar.metrics import aggregate as agg
-from stellar.metrics.base import METRICS
+from stellar.metrics.base import METRICS, split_variant
 
 IMAGE_METRICS = tuple(m for m, info in METRICS.items() if info.level == "image")
 COUNT_COLUMNS = ["images", "coverage", "missing", "undecodable", "no_face", "excluded", "exclusion", "failures"]
@@ -68,6 +73,8 @@ class Table:
     notes: list[str] = field(default_factory=list)  # the models behind the numbers (printed once per report)
     comparable: set[str] | None = None  # run names among which a best value may be marked (None = all)
     remarks: list[str] = field(default_factory=list)  # said under this table (comparability, warnings)
+    intervals: dict[str, dict] = field(default_factory=dict)  # run name -> metric -> stats.Interval (with ci)
+    interval_note: str = ""  # how the intervals were computed (said under the title)
 
     def best(self) -> dict[str, float]:
         out = {}
@@ -97,8 +104,54 @@ def _header(col: str) -> str:
 
 
 def _metric_columns(runs: Sequence[RunResult]) -> list[str]:
-    present = {m for r in runs for m in r.run.get("metrics", [])}
-    return [m for m in METRICS if m in present]
+    """The runs' metric columns in :data:`METRICS` order; face-preset variants (``ips@paper``,
+    ``ips@arcface``) side by side after their base metric's place (issue 12)."""
+    present = list(dict.fromkeys(m for r in runs for m in r.run.get("metrics", [])))
+    out = []
+    for m in METRICS:
+        out += [c for c in present if c == m or split_variant(c)[0] == m]
+    return out
+
+
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's τ-b of two paired score lists (NaN when fewer than 2 pairs or a side is constant)."""
+    pairs = [(a, b) for a, b in zip(x, y) if not _nan(a) and not _nan(b)]
+    conc = disc = tx = ty = 0
+    for i in range(len(pairs)):
+        for j in range(i + 1, len(pairs)):
+            dx = (pairs[i][0] > pairs[j][0]) - (pairs[i][0] < pairs[j][0])
+            dy = (pairs[i][1] > pairs[j][1]) - (pairs[i][1] < pairs[j][1])
+            if dx and dy:
+                conc += dx == dy
+                disc += dx != dy
+            elif dx:
+                ty += 1
+            elif dy:
+                tx += 1
+    denom = math.sqrt((conc + disc + tx) * (conc + disc + ty))
+    return (conc - disc) / denom if denom else float("nan")
+
+
+def preset_agreement(runs: Sequence[RunResult], cols: Sequence[str]) -> list[str]:
+    """Remarks: for each face metric computed with several presets, Kendall τ-b between the presets'
+    rankings of the runs (overall means); said when at least 2 runs have both values."""
+    by_base: dict[str, list[str]] = {}
+    for c in cols:
+        base, variant = split_variant(c)
+        if variant is not None:
+            by_base.setdefault(base, []).append(c)
+    lines = []
+    for base, variants in by_base.items():
+        for i in range(len(variants)):
+            for j in range(i + 1, len(variants)):
+                a, b = variants[i], variants[j]
+                xa = [r.summary.get("means", {}).get(a) for r in runs]
+                xb = [r.summary.get("means", {}).get(b) for r in runs]
+                n = sum(not _nan(u) and not _nan(v) for u, v in zip(xa, xb))
+                if n >= 2:
+                    tau = kendall_tau_b(xa, xb)
+                    lines.append(f"Rank agreement of the face presets on {METRICS[base].display_name}: Kendall τ-b({a}, {b}) = {_fmt(tau)} over {n} runs.")
+    return lines
 
 
 def failure_rule(r: RunResult) -> str:
@@ -157,6 +210,9 @@ def _comparability(runs: Sequence[RunResult]) -> tuple[set[str] | None, list[str
         remarks.append(
             f"Exclusion rule NOT applied for {', '.join(not_applied)} (no CLIP model): IPS/SIS/APS then reward copying the input photo."
         )
+    for r in runs:  # issue 12: scored with the encoder the method was conditioned on
+        for w in r.run.get("warnings", []):
+            remarks.append(f"WARNING {r.name}: {w}")
     partial = [r.name for r in runs if failure_rule(r) == "partial"]
     if partial:
         remarks.append(f"{', '.join(partial)}: --partial — means over the jobs that have an image; failures are left out, not counted.")
@@ -191,8 +247,20 @@ def _row(r: RunResult, frame: pd.DataFrame, cols: list[str], expected: int | Non
     return vals
 
 
-def leaderboard(runs: Sequence[RunResult], by: str | None = None) -> list[Table]:
-    """The tables of ``stellar report`` (every number from :func:`stellar.metrics.aggregate.aggregate`)."""
+def leaderboard(
+    runs: Sequence[RunResult],
+    by: str | None = None,
+    *,
+    ci: float | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    resample: str = "subject",
+) -> list[Table]:
+    """The tables of ``stellar report`` (every number from :func:`stellar.metrics.aggregate.aggregate`).
+
+    With ``ci`` (e.g. 0.95) each metric of each row also gets its percentile bootstrap interval over
+    the same rows (``n_boot`` replicates resampling ``resample`` units, seeded): ``Table.intervals``.
+    """
     if not runs:
         raise StellarError("no runs given")
     cols = _metric_columns(runs)
@@ -202,15 +270,24 @@ def leaderboard(runs: Sequence[RunResult], by: str | None = None) -> list[Table]
         rule = f"applied (σ = {excl['sigma']:.4f})" if excl.get("applied") else f"NOT applied ({excl.get('reason', r.run.get('exclusion_rule'))})"
         notes.append(f"{r.name}: faces = {r.run['models'].get('faces')}; CLIP = {r.run['models'].get('clip')}; exclusion rule {rule}")
     comparable, remarks = _comparability(runs)
+    remarks = remarks + preset_agreement(runs, cols)
 
     def table(title: str, select, expected_of) -> Table | None:
-        rows = []
+        rows, intervals = [], {}
         for r in runs:
             frame = select(r.per_image)
             if not len(frame):
                 continue
             rows.append((r.name, _row(r, frame, cols, expected_of(r))))
-        return Table(title, cols + COUNT_COLUMNS, rows, notes, comparable, remarks) if rows else None
+            if ci is not None:
+                intervals[r.name] = row_intervals(frame, cols, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
+        if not rows:
+            return None
+        note = interval_note(ci, n_boot, seed, resample) if any(intervals.values()) else ""
+        return Table(title, cols + COUNT_COLUMNS, rows, notes, comparable, remarks, intervals, note)
+
+    if ci is not None:
+        from stellar.report.stats import interval_note, row_intervals
 
     def jobs(r: RunResult, part: str | None = None, key: str | None = None) -> int | None:
         j = r.run.get("jobs")
@@ -247,17 +324,23 @@ def render(tables: Sequence[Table], fmt: str = "md") -> str:
     for t in tables:
         best = t.best()
 
-        def cell(c, v, bold_open="**", bold_close="**", name=None):
+        def cell(c, v, bold_open="**", bold_close="**", name=None, pm=None):
             s = _fmt(v)
-            return f"{bold_open}{s}{bold_close}" if t.is_best(name, c, v, best) else s
+            s = f"{bold_open}{s}{bold_close}" if t.is_best(name, c, v, best) else s
+            iv = t.intervals.get(name, {}).get(c) if pm else None
+            if iv is not None and not _nan(v) and not math.isnan(iv.lo):
+                s += f"{pm}{iv.half_width:.4f}"  # mean ± half-width of the interval
+            return s
 
         heads = ["method"] + [_header(c) for c in t.columns]
         if fmt == "md":
             out.append(f"### {t.title}\n")
+            if t.interval_note:
+                out.append(t.interval_note + "\n")
             out.append("| " + " | ".join(heads) + " |")
             out.append("|" + "|".join(["---"] + ["---:"] * len(t.columns)) + "|")
             for name, vals in t.rows:
-                out.append("| " + " | ".join([name] + [cell(c, vals.get(c), name=name) for c in t.columns]) + " |")
+                out.append("| " + " | ".join([name] + [cell(c, vals.get(c), name=name, pm=" ± ") for c in t.columns]) + " |")
             out.append("")
             out += [f"*{r}*" for r in t.remarks] + ([""] if t.remarks else [])
         elif fmt == "csv":
@@ -266,9 +349,13 @@ def render(tables: Sequence[Table], fmt: str = "md") -> str:
 
             buf = io.StringIO()
             w = csv.writer(buf, lineterminator="\n")
-            w.writerow(["table"] + heads)
+            # intervals: METRIC_lo / METRIC_hi columns after the others, for the metrics that have them
+            ivc = [c for c in t.columns if any(c in t.intervals.get(n, {}) for n, _ in t.rows)]
+            w.writerow(["table"] + heads + [f"{c}_{e}" for c in ivc for e in ("lo", "hi")])
             for name, vals in t.rows:
-                w.writerow([t.title, name] + [cell(c, vals.get(c), "", "*", name) for c in t.columns])
+                ivs = t.intervals.get(name, {})
+                bounds = [_fmt(getattr(ivs[c], e)) if c in ivs and not _nan(vals.get(c)) else "" for c in ivc for e in ("lo", "hi")]
+                w.writerow([t.title, name] + [cell(c, vals.get(c), "", "*", name) for c in t.columns] + bounds)
             for r in t.remarks:
                 w.writerow([t.title, "# " + r])
             out.append(buf.getvalue().rstrip("\n"))
@@ -277,23 +364,26 @@ def render(tables: Sequence[Table], fmt: str = "md") -> str:
                 return s.replace("_", r"\_").replace("&", r"\&").replace("%", r"\%").replace("↑", r"$\uparrow$").replace("↓", r"$\downarrow$")
 
             out.append(r"\begin{table}[t]\centering")
-            out.append(r"\caption{" + esc(t.title) + "}")
+            caption = esc(t.title + (f". {t.interval_note}" if t.interval_note else "")).replace("±", r"$\pm$")
+            out.append(r"\caption{" + caption + "}")
             out.append(r"\begin{tabular}{l" + "r" * len(t.columns) + "}")
             out.append(r"\toprule")
             out.append(" & ".join(esc(h) for h in heads) + r" \\")
             out.append(r"\midrule")
             for name, vals in t.rows:
-                out.append(" & ".join([esc(name)] + [cell(c, vals.get(c), r"\textbf{", "}", name) for c in t.columns]) + r" \\")
+                out.append(" & ".join([esc(name)] + [cell(c, vals.get(c), r"\textbf{", "}", name, r" $\pm$ ") for c in t.columns]) + r" \\")
             out.append(r"\bottomrule")
             out.append(r"\end{tabular}")
             out += [f"% {r}" for r in t.remarks]
             out.append(r"\end{table}")
         elif fmt == "html":
             out.append(f"<h3>{html.escape(t.title)}</h3>")
+            if t.interval_note:
+                out.append(f"<p>{html.escape(t.interval_note)}</p>")
             out.append("<table>")
             out.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in heads) + "</tr>")
             for name, vals in t.rows:
-                tds = "".join(f"<td>{cell(c, vals.get(c), '<b>', '</b>', name)}</td>" for c in t.columns)
+                tds = "".join(f"<td>{cell(c, vals.get(c), '<b>', '</b>', name, ' ± ')}</td>" for c in t.columns)
                 out.append(f"<tr><td>{html.escape(name)}</td>{tds}</tr>")
             out.append("</table>")
             out += [f"<p><em>{html.escape(r)}</em></p>" for r in t.remarks]

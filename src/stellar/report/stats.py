@@ -3,7 +3,10 @@
 Everything here works on ``per_image.parquet`` tables (the results contract): one row per expected
 job, keys ``name``/``subject``/``kind``/``categories``, one column per image-level metric (NaN only
 where the metric is undefined for that job) and, for APS, ``aps_label_A`` / ``aps_pred_A`` (±1,
-label 0 = unknown) for each attribute ``A``.
+0 = unknown label / no prediction) for each attribute ``A``. The statistic of every replicate is the
+one :func:`stellar.metrics.aggregate.aggregate` computes for the tables (the same row rule: a mean
+over the finite values of a column; APS over the rows whose label and prediction are both non-zero),
+so each point estimate here equals the table's number.
 
 **Resampling unit.** The jobs of one identity are correlated (same face, same photos), so the
 default unit is the *subject*: a replicate draws ``U`` subjects with replacement from the ``U``
@@ -28,7 +31,7 @@ generated images are resampled. For binary scores the ROC-AUC equals the balance
 (the ROC curve of a ±1 score has one inner point (FPR, TPR); the trapezoid gives
 (1 + TPR − FPR)/2 — the same value ``sklearn.metrics.roc_auc_score`` returns), so a replicate's
 ``TP, P, TN, N`` are again draw-count-weighted sums of per-unit counts. APS_b = mean over the
-attributes that have both classes among the known labels of the full table; an attribute whose
+attributes that have both classes among the counted rows of the full table; an attribute whose
 class vanishes from a replicate is left out of that replicate's mean.
 
 **Intervals** are percentile intervals: the ``(1−ci)/2`` and ``(1+ci)/2`` quantiles (numpy's
@@ -67,12 +70,12 @@ import numpy as np
 import pandas as pd
 
 from stellar.errors import StellarError
-from stellar.metrics.base import METRICS
+from stellar.metrics import aggregate as agg
+from stellar.metrics.aggregate import APS_ATTRIBUTES
+from stellar.metrics.base import METRICS, split_variant
 
 Resample = Literal["subject", "job"]
 
-#: Attributes of APS (DESIGN §6.3), in the order of the results columns.
-APS_ATTRIBUTES = ("Young", "Male", "High_Cheekbones", "Pointy_Nose", "Narrow_Eyes", "Double_Chin", "Big_Lips", "Big_Nose")
 IMAGE_METRICS = tuple(m for m, info in METRICS.items() if info.level == "image")
 #: Largest number of units for which the permutation test enumerates all 2^U swaps.
 EXACT_MAX_UNITS = 16
@@ -116,9 +119,16 @@ def replicate_counts(n_units: int, n_replicates: int, seed: int) -> Iterator[np.
         done += c
 
 
+def _metric_values(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    """``(N, M)`` float values of metric columns (non-numeric entries → NaN, as ``metrics.aggregate`` reads them)."""
+    if not columns:
+        return np.zeros((len(frame), 0))
+    return np.stack([pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=np.float64) for c in columns], axis=1)
+
+
 def _unit_sums(values: np.ndarray, codes: np.ndarray, n_units: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-unit sums of the defined values and their counts: ``(U, M)`` each, for ``values (N, M)``."""
-    defined = ~np.isnan(values)
+    defined = np.isfinite(values)  # the row rule of metrics.aggregate: non-finite values are undefined
     return _sum_by_unit(np.where(defined, values, 0.0), codes, n_units), _sum_by_unit(defined, codes, n_units)
 
 
@@ -139,7 +149,7 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 # ------------------------------------------------------------------------------------------- APS
 def aps_attributes(frame: pd.DataFrame) -> list[str]:
     """The APS attributes whose ``aps_label_A`` and ``aps_pred_A`` columns the table has."""
-    return [a for a in APS_ATTRIBUTES if f"aps_label_{a}" in frame and f"aps_pred_{a}" in frame]
+    return [a for a in APS_ATTRIBUTES if f"{agg.APS_LABEL}{a}" in frame and f"{agg.APS_PRED}{a}" in frame]
 
 
 @dataclass
@@ -197,13 +207,15 @@ def _nanmean_rows(x: np.ndarray) -> np.ndarray:
 
 
 def _aps_counts(frame: pd.DataFrame, codes: np.ndarray, n_units: int) -> _ApsCounts | None:
-    attrs = aps_attributes(frame)
-    if not attrs:
+    """Per-unit confusion counts under the row rule of :func:`stellar.metrics.aggregate.aggregate`:
+    a row counts for an attribute when its label and its prediction are both non-zero."""
+    cols = agg.aps_columns(frame)
+    if cols is None:
         return None
-    labels = np.stack([frame[f"aps_label_{a}"].fillna(0).to_numpy(dtype=np.int64) for a in attrs], axis=1)
-    preds = np.stack([frame[f"aps_pred_{a}"].fillna(0).to_numpy(dtype=np.int64) for a in attrs], axis=1)
-    cols = [labels == 1, (labels == 1) & (preds == 1), labels == -1, (labels == -1) & (preds == -1)]
-    out = [_sum_by_unit(c, codes, n_units) for c in cols]
+    attrs, labels, preds = cols
+    counted = (labels != 0) & (preds != 0)
+    pos, neg = counted & (labels == 1), counted & (labels == -1)
+    out = [_sum_by_unit(c, codes, n_units) for c in (pos, pos & (preds == 1), neg, neg & (preds == -1))]
     used = (out[0].sum(axis=0) > 0) & (out[2].sum(axis=0) > 0)
     return _ApsCounts(*out, attributes=tuple(attrs), used=used)
 
@@ -253,6 +265,7 @@ def table_metrics(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> 
     """Image-level metric columns of the table (in :data:`METRICS` order), plus ``aps`` when its columns exist."""
     if metrics is None:
         out = [m for m in IMAGE_METRICS if m in frame]
+        out += [c for c in frame.columns if split_variant(c)[1] is not None and split_variant(c)[0] in IMAGE_METRICS]  # ips@paper, ... (issue 12)
         return out + (["aps"] if aps_attributes(frame) else [])
     for m in metrics:
         if m == "aps":
@@ -281,7 +294,7 @@ def bootstrap_intervals(
     metrics = table_metrics(frame, metrics)
     img = [m for m in metrics if m != "aps"]
     codes, n_units = unit_codes(frame, resample)
-    values = frame[img].to_numpy(dtype=np.float64) if img else np.zeros((len(frame), 0))
+    values = _metric_values(frame, img)
     sums, counts = _unit_sums(values, codes, n_units)
     aps = _aps_counts(frame, codes, n_units) if "aps" in metrics else None
     reps = []
@@ -328,11 +341,7 @@ def interval_table(
         return {k: bootstrap_intervals(frame[frame["kind"] == k], metrics, **kw) for k in ("T", "H") if (frame["kind"] == k).any()}
     if by == "category":
         cats = sorted({c for cs in frame["categories"] for c in (cs if cs is not None else [])})
-        out = {}
-        for cat in cats:
-            mask = frame["categories"].map(lambda cs: cs is not None and cat in list(cs)).to_numpy(dtype=bool)
-            out[cat] = bootstrap_intervals(frame[mask], metrics, **kw)
-        return out
+        return {cat: bootstrap_intervals(frame[agg.category_mask(frame, cat).to_numpy(dtype=bool)], metrics, **kw) for cat in cats}
     raise StellarError(f"--by {by!r}: use split or category")
 
 
@@ -360,7 +369,7 @@ def check_comparable(runs: Sequence, metrics: Sequence[str]) -> None:
     """Refuse runs that were not evaluated on the same jobs under the same rules and model protocols.
 
     Checks, against the first run: the set of job names of ``per_image.parquet``, the dataset
-    fingerprint, the failure rule (``worst`` unless run.json says otherwise), whether the exclusion
+    fingerprint, the failure rule (``partial`` when run.json predates it), whether the exclusion
     rule was applied (when a compared metric is subject to it) and the models of the roles the
     compared metrics use. The error names the two runs and the difference.
     """
@@ -380,7 +389,8 @@ def check_comparable(runs: Sequence, metrics: Sequence[str]) -> None:
         fb = (r.run.get("dataset") or {}).get("fingerprint")
         if fa != fb:
             raise StellarError(f"runs {base.name} and {r.name} come from different datasets: fingerprint {fa} ({base.path}) vs {fb} ({r.path})")
-        ra, rb = base.run.get("failure_rule", "worst"), r.run.get("failure_rule", "worst")
+        # runs written before the failure rule existed averaged over what existed (as the report reads them)
+        ra, rb = base.run.get("failure_rule", "partial"), r.run.get("failure_rule", "partial")
         if ra != rb:
             raise StellarError(f"runs {base.name} and {r.name} use different failure rules: {ra} vs {rb}\n  fix: re-evaluate one of them with the other's rule (--partial or not)")
         if any(METRICS[m].exclusion_applies for m in metrics if m in METRICS):
@@ -537,7 +547,7 @@ def compare_runs(
     img = [m for m in metrics if m != "aps"]
     sums, counts, aps = [], [], []
     for fr in frames:
-        s, k = _unit_sums(fr[img].to_numpy(dtype=np.float64) if img else np.zeros((len(fr), 0)), codes, n_units)
+        s, k = _unit_sums(_metric_values(fr, img), codes, n_units)
         sums.append(s)
         counts.append(k)
         aps.append(_aps_counts(fr, codes, n_units) if "aps" in metrics else None)
@@ -571,6 +581,7 @@ def compare_runs(
     moving = [np.flatnonzero(np.any(d != 0, axis=0)) for d in deltas]
     offsets = np.cumsum([0] + [len(m) for m in moving])
     delta_all = np.concatenate([d[:, m] for d, m in zip(deltas, moving)], axis=1)
+    del deltas
     t_obs = np.abs(point[[i for i, _ in pairs]] - point[[j for _, j in pairs]])  # (P, M)
     tol = 1e-12 * np.maximum(1.0, np.nan_to_num(t_obs))
     hits = np.zeros(t_obs.shape, dtype=np.int64)
@@ -633,6 +644,33 @@ def compare_runs(
 _REPORT_SOURCE = {"aps_img": "aps_image"}
 
 
+def row_intervals(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    resample: Resample = "subject",
+) -> dict[str, Interval]:
+    """Intervals for the metric columns of one row of a ``stellar report`` table: ``{column: Interval}``.
+
+    ``frame`` = the rows the table's number is computed from (a run, a kind, a category).
+    ``columns`` are report columns: image-level metrics, ``aps`` (the probes-fixed AUC; needs the
+    ``aps_label_*`` / ``aps_pred_*`` columns) and ``aps_img`` (the per-image APS, column
+    ``aps_image``); other columns (counts) and metrics the table lacks are left out.
+    """
+    wanted = {c: _REPORT_SOURCE.get(c, c) for c in columns if c in METRICS or c in _REPORT_SOURCE}
+    sources = [
+        s for s in dict.fromkeys(wanted.values())
+        if (s == "aps" and aps_attributes(frame)) or (s != "aps" and s in frame and (s in _REPORT_SOURCE.values() or METRICS[s].level == "image"))
+    ]  # fmt: skip
+    if not sources or not len(frame):
+        return {}
+    ivs = bootstrap_intervals(frame, sources, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
+    return {c: ivs[s] for c, s in wanted.items() if s in ivs}
+
+
 def report_intervals(
     frame: pd.DataFrame,
     columns: Sequence[str],
@@ -643,19 +681,23 @@ def report_intervals(
     ci: float = 0.95,
     resample: Resample = "subject",
 ) -> dict[str, dict[str, Interval]]:
-    """Intervals for the metric columns of ``stellar report`` tables: ``{group: {column: Interval}}``.
+    """:func:`row_intervals` for every row group of a run's report: ``{group: {column: Interval}}``.
 
-    Groups as :func:`interval_table` (``all`` | ``T``/``H`` | categories). ``columns`` are report
-    columns: image-level metrics, ``aps`` (the probes-fixed AUC; needs the ``aps_label_*`` /
-    ``aps_pred_*`` columns) and ``aps_img`` (the per-image APS, column ``aps_image``); others (counts)
-    are ignored, and so are metrics the table lacks.
+    Groups as :func:`interval_table`: ``by=None`` → ``{"all": …}``; ``"split"`` → ``T``/``H``;
+    ``"category"`` → one group per Stellar-T category (rows selected by
+    :func:`stellar.metrics.aggregate.category_mask`, as the tables are).
     """
-    wanted = {c: _REPORT_SOURCE.get(c, c) for c in columns if c in METRICS or c in _REPORT_SOURCE}
-    sources = [s for s in dict.fromkeys(wanted.values()) if (s == "aps" and aps_attributes(frame)) or (s != "aps" and s in frame)]
-    if not sources:
-        return {}
-    groups = interval_table(frame, sources, by=by, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
-    return {g: {c: ivs[s] for c, s in wanted.items() if s in ivs} for g, ivs in groups.items()}
+    kw = dict(n_boot=n_boot, seed=seed, ci=ci, resample=resample)
+    if by is None:
+        groups = {"all": frame}
+    elif by == "split":
+        groups = {k: frame[frame["kind"] == k] for k in ("T", "H") if (frame["kind"] == k).any()}
+    elif by == "category":
+        cats = sorted({c for cs in frame["categories"] for c in (cs if cs is not None else [])})
+        groups = {c: frame[agg.category_mask(frame, c).to_numpy(dtype=bool)] for c in cats}
+    else:
+        raise StellarError(f"--by {by!r}: use split or category")
+    return {g: ivs for g, f in groups.items() if (ivs := row_intervals(f, columns, **kw))}
 
 
 def interval_note(ci: float, n_boot: int, seed: int, resample: str) -> str:

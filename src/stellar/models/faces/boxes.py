@@ -70,6 +70,10 @@ def nms(
 ) -> torch.Tensor:
     """Greedy non-maximum suppression.
 
+    The ``"union"`` / ``pixel_offset=0`` / ``tie_break="first"`` case on CPU tensors of one float
+    dtype runs torchvision's C++ ``ops.nms`` when importable; everything else runs
+    :func:`nms_reference`. Both give the same indices (see the module docstring).
+
     Args:
         boxes: ``(N, 4)`` float tensor ``x1, y1, x2, y2``.
         scores: ``(N,)`` float tensor.

@@ -201,7 +201,11 @@ def _integral_image(images: torch.Tensor) -> torch.Tensor:
     b, c, h, w = images.shape
     dtype = torch.int32 if 255 * h * w < 2**31 else torch.int64
     table = torch.zeros((b, h + 1, w + 1, c), dtype=dtype, device=images.device)
-    table[:, 1:, 1:] = images.permute(0, 2, 3, 1).to(dtype).cumsum(1, dtype=dtype).cumsum(2, dtype=dtype)
+    inner = table[:, 1:, 1:]
+    inner.copy_(images.permute(0, 2, 3, 1))
+    # in place: 3x cheaper than out-of-place cumsums plus a copy (22 vs 70 ms for 1024², 1 thread)
+    torch.cumsum(inner, 1, out=inner)
+    torch.cumsum(inner, 2, out=inner)
     return table
 
 
@@ -233,6 +237,8 @@ def _crop_resize(
     to ~255·size px a side), so on the CPU the crops are bit-identical to the loop (measured on
     torch 2.14, tests/test_mtcnn_crop.py); the documented tolerance, for other kernels and devices,
     is one float32 ulp at 255 (2**-16 on the 0..255 scale, 1.2e-7 after normalisation).
+    (Not ``torchvision.ops.roi_align``: it averages bilinear samples at fixed sub-pixel points,
+    which only approximates bins of 1-2 px differing sizes, and it would make torchvision required.)
     """
     height, width = table.shape[1] - 1, table.shape[2] - 1
     ints = boxes[:, :4].trunc().to(torch.int64)
@@ -243,18 +249,28 @@ def _crop_resize(
     ey = ints[:, 3].clamp(max=height)
     valid = (ey > y0) & (ex > x0)
     keep = torch.nonzero(valid).flatten()
+    image_idx = image_idx.to(boxes.device)
+    # one row of `pixels` per table entry (its channels); a corner (b, r, c) is row (b*(H+1) + r)*(W+1) + c
+    pixels = table.view(-1, table.shape[3])
     crops = []
-    # chunked so that the four (K, size, size, 3) gathers stay small for thousands of candidates
+    # chunked so that the four (K*size*size, 3) gathers stay small for thousands of candidates
     for part in keep.split(_STAGE_CHUNK):
-        b = image_idx[part].to(table.device)[:, None, None]
+        k = part.numel()
         r0, r1 = _area_bins(y0[part], ey[part] - y0[part], size)
         c0, c1 = _area_bins(x0[part], ex[part] - x0[part], size)
-        r0, r1 = r0.to(table.device)[:, :, None], r1.to(table.device)[:, :, None]
-        c0, c1 = c0.to(table.device)[:, None, :], c1.to(table.device)[:, None, :]
-        sums = table[b, r1, c1] - table[b, r0, c1] - table[b, r1, c0] + table[b, r0, c0]
-        kh = (r1 - r0).to(torch.float32)[..., None]
-        kw = (c1 - c0).to(torch.float32)[..., None]
-        crops.append((sums.to(torch.float32) / kh / kw).permute(0, 3, 1, 2).contiguous())
+        kh = (r1 - r0).to(torch.float32)[:, :, None].expand(k, size, size).reshape(-1, 1)
+        kw = (c1 - c0).to(torch.float32)[:, None, :].expand(k, size, size).reshape(-1, 1)
+        first_row = (image_idx[part] * (height + 1))[:, None]
+        r0 = ((first_row + r0) * (width + 1))[:, :, None]
+        r1 = ((first_row + r1) * (width + 1))[:, :, None]
+        c0, c1 = c0[:, None, :], c1[:, None, :]
+
+        def corner(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+            return pixels.index_select(0, (rows + cols).reshape(-1).to(table.device))
+
+        sums = corner(r1, c1) - corner(r0, c1) - corner(r1, c0) + corner(r0, c0)
+        mean = sums.to(torch.float32) / kh.to(table.device) / kw.to(table.device)
+        crops.append(mean.view(k, size, size, pixels.shape[1]).permute(0, 3, 1, 2).contiguous())
     if not crops:
         return torch.zeros((0, 3, size, size), device=table.device), valid
     return _normalise(torch.cat(crops, dim=0)), valid
