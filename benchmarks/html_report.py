@@ -83,11 +83,11 @@ def browser_times(index: Path) -> dict:
         out["first_page_s"] = time.perf_counter() - t
         page.locator("#grid tbody tr").first.scroll_into_view_if_needed()
         page.wait_for_load_state("networkidle")
-        # what the first gallery page needs: the page, its assets, the start-up data and the
+        # what the first gallery page needs: the page, its assets, the start-up data, the first row chunk and the
         # thumbnails of the rows shown (Playwright does not report file:// image requests)
         srcs = page.evaluate("Array.from(document.querySelectorAll('#grid img')).map(i => i.src)")
         files = {index, index.parent / "assets" / "report.css", index.parent / "assets" / "report.js", index.parent / "data" / "meta.js",
-                 index.parent / "data" / "rows-00000.js", index.parent / "data" / "detail-00000.js"}  # fmt: skip
+                 index.parent / "data" / "rows-00000.js"}  # fmt: skip
         files |= {Path(u[len("file://") :]) for u in srcs if u.startswith("file://")}
         out["initial_requests"] = len(files)
         out["initial_bytes"] = sum(p.stat().st_size for p in files)

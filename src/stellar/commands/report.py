@@ -51,7 +51,12 @@ def _html(args: argparse.Namespace, runs: list) -> int:
     from stellar.report.html import build_html_report
 
     out = args.out if args.out is not None else runs[0].path / "report"
-    report = build_html_report(runs, out, thumb_size=args.thumb_size, max_gallery=args.max_gallery, progress=not args.quiet)
+    from stellar.commands.compare import parse_ci
+
+    report = build_html_report(
+        runs, out, thumb_size=args.thumb_size, max_gallery=args.max_gallery, ci=parse_ci(args.ci, allow_none=True),
+        n_boot=args.bootstrap, seed=args.seed, resample=args.resample, progress=not args.quiet,
+    )  # fmt: skip
     for w in report.warnings:
         print(f"WARNING {w}")
     for m in report.missing_images[:20]:

@@ -146,10 +146,13 @@ def _boxes(v) -> list[list[float]]:
 
 
 def _fmt(v) -> str:
+    """A cell as ``stellar report`` writes it: floats with 4 decimals, ints and text as they are, – for none."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        return str(int(v))
     f = _num(v)
-    if f is None:
-        return "–" if not isinstance(v, int) else str(v)
-    return str(v) if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else f"{f:.4f}"
+    return "–" if f is None else f"{f:.4f}"
 
 
 def _js_chunk(kind: str, k: int, data) -> bytes:
@@ -319,11 +322,9 @@ def _table_html(t: Table, counts_cols: set[str], stats: dict, flags: dict[str, l
 
 
 # ------------------------------------------------------------------------------------------ builder
-#: Settings of the intervals and comparisons shown (those of ``stellar report --ci`` / ``stellar compare``).
-STATS_SETTINGS = {"ci": 0.95, "n_boot": 1000, "seed": 0, "resample": "subject"}
 #: Cache of the statistics and plots, keyed by the digest of the runs' results files.
 DERIVED_FILE = ".derived-cache.json"
-DERIVED_VERSION = 1  # bump when statistics or plots change
+DERIVED_VERSION = 2  # bump when statistics or plots change
 
 
 def _inputs_digest(runs: Sequence[RunResult], settings: dict) -> str:
@@ -339,6 +340,22 @@ def _inputs_digest(runs: Sequence[RunResult], settings: dict) -> str:
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     h.update(block)
     return h.hexdigest()
+
+
+def _tables_to_json(sections: dict[str, list[Table]]) -> dict:
+    return {
+        sec: [{"title": t.title, "columns": t.columns, "rows": [[n, v] for n, v in t.rows], "notes": t.notes,
+               "comparable": None if t.comparable is None else sorted(t.comparable), "remarks": t.remarks} for t in tables]
+        for sec, tables in sections.items()
+    }  # fmt: skip
+
+
+def _tables_from_json(data: dict) -> dict[str, list[Table]]:
+    return {
+        sec: [Table(t["title"], t["columns"], [(n, v) for n, v in t["rows"]], t["notes"],
+                    None if t["comparable"] is None else set(t["comparable"]), t["remarks"]) for t in tables]
+        for sec, tables in data.items()
+    }  # fmt: skip
 
 
 def _read_derived(out: Path, digest: str) -> dict | None:
@@ -366,6 +383,8 @@ def _dataset_of(runs: Sequence[RunResult], warnings: list[str]):
 def _resolve(path, run_dir: Path) -> str | None:
     if path is None or (isinstance(path, float) and math.isnan(path)) or path == "":
         return None
+    if str(path).startswith("/"):  # the engine records absolute paths: no filesystem call needed
+        return str(path)
     p = Path(str(path))
     if not p.is_absolute() and not p.exists() and (run_dir / p).exists():
         p = run_dir / p
@@ -381,6 +400,10 @@ def build_html_report(
     chunk_rows: int = 500,
     workers: int | None = None,
     goa_found_threshold: float = 0.1,
+    ci: float | None = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    resample: str = "subject",
     progress: bool = True,
 ) -> HtmlReport:
     """Write the HTML report of ``runs`` into the folder ``out`` (see the module docstring).
@@ -393,6 +416,8 @@ def build_html_report(
         chunk_rows: jobs per data file.
         workers: thumbnail processes (default: CPU count).
         goa_found_threshold: a GOA query scoring below it counts as "never found".
+        ci, n_boot, seed, resample: the intervals and comparisons (as ``stellar report --ci`` /
+            ``stellar compare``); ``ci=None`` shows means only.
         progress: progress bars.
 
     Raises:
@@ -416,11 +441,17 @@ def build_html_report(
     warnings: list[str] = []
 
     # ---- leaderboard (the same tables as every other format) and statistics
-    sections = leaderboard_sections(runs)
-    # statistics and plots depend only on the results files: reused when those did not change
-    digest = _inputs_digest(runs, {"stats": STATS_SETTINGS, "goa": goa_found_threshold, "v": DERIVED_VERSION})
+    # leaderboard tables, statistics and plots depend only on the results files: reused when those did not change
+    stats_settings = {"ci": ci, "n_boot": n_boot, "seed": seed, "resample": resample}
+    digest = _inputs_digest(runs, {"stats": stats_settings, "goa": goa_found_threshold, "v": DERIVED_VERSION})
     derived = _read_derived(out, digest)
-    stats = derived["stats"] if derived else statistics(runs, sections, **STATS_SETTINGS)
+    sections = _tables_from_json(derived["tables"]) if derived else leaderboard_sections(runs)
+    if derived:
+        stats = derived["stats"]
+    elif ci is None:
+        stats = {"available": False, "reason": "intervals hidden (--ci none)"}
+    else:
+        stats = statistics(runs, sections, **stats_settings)
     counts = {r.name: run_counts(r) for r in runs}
     flags = comparability(runs, counts)
 
@@ -569,8 +600,8 @@ def build_html_report(
                     }
                 )
             cat_ids = [categories[str(c)] for c in (cats if cats is not None else [])]
-            rows_k.append([name, str(key.get("subject")), str(key.get("kind")), cat_ids, pthumb, per_run])
-            details_k.append({"prompt": prompt_text.get(name), "photo": photo, "runs": per_run_detail})
+            rows_k.append([name, str(key.get("subject")), str(key.get("kind")), cat_ids, pthumb, per_run, prompt_text.get(name)])
+            details_k.append({"photo": photo, "runs": per_run_detail})
         for kind, data in (("rows", rows_k), ("detail", details_k)):
             fname = f"{kind}-{k:05d}.js"
             write_if_changed(data_dir / fname, _js_chunk(kind, k, data))
@@ -608,7 +639,8 @@ def build_html_report(
     # ---- plots
     plot_html = derived["plots"] if derived else _plots_html(runs, metric_cols, labels)
     if not derived:
-        atomic_write_bytes(out / DERIVED_FILE, json_bytes({"digest": digest, "stats": stats, "plots": plot_html}, indent=0))
+        cached = {"digest": digest, "tables": _tables_to_json(sections), "stats": stats, "plots": plot_html}
+        atomic_write_bytes(out / DERIVED_FILE, json_bytes(cached, indent=0))
 
     # ---- page
     index = out / "index.html"

@@ -26,7 +26,7 @@ import pandas as pd
 from stellar.errors import MissingDependencyError
 
 #: Points per run drawn in a scatter plot (a seeded random sample beyond that).
-MAX_SCATTER = 5000
+MAX_SCATTER = 800
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
@@ -47,7 +47,7 @@ def to_svg(fig) -> str:
 
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.hashsalt": "stellar-report", "svg.fonttype": "none", "font.size": 9}):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None}, dpi=72)  # dpi: rasterised scatters only
     text = buf.getvalue()
     return text[text.find("<svg") :]
 
@@ -126,7 +126,9 @@ def identity_prompt_tradeoff(frames: dict[str, pd.DataFrame], sigmas: dict[str, 
     usable = {n: f for n, f in frames.items() if "clip_t" in f and f["clip_t"].notna().any() and ("ips_raw" in f or "ips" in f)}
     if not usable:
         return None
-    fig = _figure(10, 3.8, left=0.07, bottom=0.14, wspace=0.2)
+    rows_legend = math.ceil(3 * len(usable) / 4)
+    height = 3.6 + 0.2 * rows_legend
+    fig = _figure(10, height, left=0.07, bottom=(0.55 + 0.2 * rows_legend) / height, top=1 - 0.35 / height, wspace=0.2)
     left, right = fig.subplots(1, 2)
     rng = np.random.default_rng(0)
     for k, (name, f) in enumerate(usable.items()):
@@ -142,7 +144,7 @@ def identity_prompt_tradeoff(frames: dict[str, pd.DataFrame], sigmas: dict[str, 
         for ax, x in ((left, clip_t), (right, clip_t - clip_n)):
             sel = idx[np.isfinite(x[idx])]
             keep, drop = sel[~excluded[sel]], sel[excluded[sel]]
-            ax.scatter(x[keep], ips[keep], s=6, alpha=0.5, color=color, label=f"{name}", rasterized=True, linewidths=0)
+            ax.scatter(x[keep], ips[keep], s=5, color=color, label=f"{name}", rasterized=True, linewidths=0)
             if len(drop):
                 ax.scatter(x[drop], ips[drop], s=14, marker="x", color=color, label=f"{name}: excluded ({int(excluded.sum())})", rasterized=True, linewidths=0.8)
         sigma = sigmas.get(name)
@@ -154,8 +156,14 @@ def identity_prompt_tradeoff(frames: dict[str, pd.DataFrame], sigmas: dict[str, 
     left.set_title("identity vs prompt following")
     right.set_xlabel("CLIP-T − CLIP-N (followed ⇔ > 2σ)")
     right.set_title("exclusion rule: margin over an unedited copy")
+    handles, labels = [], []
     for ax in (left, right):
-        ax.legend(fontsize=7, frameon=False)
+        h, lab = ax.get_legend_handles_labels()
+        for hh, ll in zip(h, lab):
+            if ll not in labels:
+                handles.append(hh)
+                labels.append(ll)
+    fig.legend(handles, labels, loc="lower center", ncols=min(4, len(labels)), fontsize=7, frameon=False)
     return to_svg(fig)
 
 

@@ -149,6 +149,12 @@ def _tick(it: Iterable, bar) -> Iterable:
 
 def unused_thumbnails(out_dir: str | Path, keep: Sequence[str], size: int) -> list[Path]:
     """Thumbnail files of the report folder that no image of this build uses (left from older builds)."""
-    out_dir = Path(out_dir)
-    keep_set = {thumb_relpath(t, size) for t in keep}
-    return [p for p in (out_dir / "thumbs").glob("*/*.jpg") if p.relative_to(out_dir).as_posix() not in keep_set]
+    keep_names = {f"{t}-{size}.jpg" for t in keep}
+    out = []
+    root = Path(out_dir) / "thumbs"
+    if not root.is_dir():
+        return out
+    for sub in os.scandir(root):
+        if sub.is_dir():
+            out += [Path(e.path) for e in os.scandir(sub.path) if e.name.endswith(".jpg") and e.name not in keep_names]
+    return out

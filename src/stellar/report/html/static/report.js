@@ -3,10 +3,11 @@
  * Data arrive as <script> files that call window.__stellarChunk(kind, k, data) (fetch() of local
  * files is blocked from file://, script tags are not). data/meta.js starts the page; row chunks
  * are loaded for the page shown, or all of them once a filter or sort needs every row; detail
- * chunks are loaded for the rows shown (prompts) and when an image is enlarged.
+ * chunks only when an image is enlarged.
  *
  * Row format (see builder.py): [name, subject, kind, [category ids], photo thumb id,
- *   per run: [status code, thumb id, followed (1/0/null), goa query not found (1/0), ...metrics]].
+ *   per run: [status code, thumb id, followed (1/0/null), goa query not found (1/0), ...metrics],
+ *   prompt text]. Detail chunks (loaded when an image is enlarged): face boxes, errors, GOA, RFS.
  */
 (function () {
   'use strict';
@@ -191,7 +192,6 @@
       $('g-prev').disabled = S.page === 0;
       $('g-next').disabled = S.page >= pages - 1;
       document.body.dataset.ready = '1';
-      return Promise.all(ks.map(function (k) { return load('detail', k); })).then(function () { fillPrompts(idx); });
     }).catch(showError);
   }
 
@@ -226,16 +226,10 @@
         ? '<img loading="lazy" src="' + thumbSrc(row[4]) + '" alt="input photo ' + esc(row[0]) + '" data-row="' + i + '" data-run="-1">'
         : '<div class="ph">input photo not available</div>';
       return '<tr data-name="' + esc(row[0]) + '" data-row="' + i + '"><td class="job"><b>' + esc(row[0]) + '</b><br>subject ' + esc(row[1]) +
-        ' · ' + (row[2] === 'T' ? 'Stellar-T' : 'Stellar-H') + (cats ? '<br>' + esc(cats) : '') + '<div class="prompt" data-row="' + i + '"></div></td>' +
+        ' · ' + (row[2] === 'T' ? 'Stellar-T' : 'Stellar-H') + (cats ? '<br>' + esc(cats) : '') + (row[6] ? '<div class="prompt">“' + esc(row[6]) + '”</div>' : '') + '</td>' +
         '<td class="cell">' + photo + '</td>' + row[5].map(function (_, r) { return imageCell(row, i, r); }).join('') + '</tr>';
     }).join('');
     $('grid').tBodies[0].innerHTML = html;
-  }
-  function fillPrompts(idx) {
-    idx.forEach(function (i) {
-      var d = detailAt(i), el = document.querySelector('.prompt[data-row="' + i + '"]');
-      if (d && el && d.prompt) el.textContent = '“' + d.prompt + '”';
-    });
   }
 
   // -------------------------------------------------------------------------------------- modal
@@ -249,7 +243,7 @@
       var thumb = r < 0 ? row[4] : row[5][r][1];
       $('m-image').src = thumbSrc(thumb);
       var info = '<h3>' + esc(row[0]) + (r < 0 ? ' · input photo' : ' · ' + esc(S.meta.runs[r])) + '</h3>';
-      if (d.prompt) info += '<p>“' + esc(d.prompt) + '”</p>';
+      if (row[6]) info += '<p>“' + esc(row[6]) + '”</p>';
       if (r >= 0) {
         var rec = row[5][r], det = d.runs[r];
         info += '<p>status <b>' + esc(statusName(rec[0])) + '</b>' + (rec[2] === 0 ? ' · excluded by the CLIP rule' : '') + (det.error ? '<br>' + esc(det.error) : '') + '</p>';
