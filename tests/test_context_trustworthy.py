@@ -174,3 +174,7 @@ def test_vqa_relation_crop_is_the_padded_square(tmp_path_factory):
     assert region.shape == (150, 150, 3) and np.array_equal(region[60:90], im[5:35])
     assert tuple(region[0, 0]) == processor_fill(processor)
     assert "pad-square" in scorer.protocol
+    # and p_yes depends on the pixels at the edges of the box
+    scorer.image_processor = processor
+    a, b = (scorer.score([RelationQuery(_wide_scene(e), (0.0, 5.0, 150.0, 35.0), "person", "next to", "horse")])[0] for e in (0, 1))
+    assert abs(a - b) > 1e-7

@@ -313,7 +313,8 @@ def tiny_blip_vqa_folder(folder: str | Path, *, seed: int = 0) -> Path:
         text_config=dict(vocab_size=len(tokenizer), hidden_size=32, encoder_hidden_size=32, intermediate_size=37, num_hidden_layers=2,
                          num_attention_heads=4, max_position_embeddings=64, bos_token_id=tokenizer.convert_tokens_to_ids("[DEC]"),
                          sep_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8),
+        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4, image_size=32, patch_size=8,
+                           initializer_range=0.02),  # BlipVisionConfig default 1e-10: the image would not matter
         projection_dim=16,
     )  # fmt: skip
     torch.manual_seed(seed)
