@@ -66,6 +66,7 @@ def build(work: Path, n_jobs: int) -> tuple[Path, Path]:
             "n_faces_reference": 1.0, "face_score": 0.99, "face_boxes": [[1.0, 2.0, 3.0, 4.0, 0.99]],
             "face_embedding": emb[k].tolist(), "clip_t": float(rng.uniform(0.2, 0.4)), "clip_n": float(rng.uniform(0.2, 0.3)),
             "clip_i": float(rng.uniform(0.5, 0.9)),
+            **{f"aps_label_{a}": int(j.photo.attributes.get(a, 0)) for a in APS_ATTRIBUTES},
         })  # fmt: skip
     for start in range(0, len(rows), 1000):  # parts of 1,000 rows (the flush size)
         store.write_part(rows[start : start + 1000])

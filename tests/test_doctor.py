@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 
@@ -182,3 +183,15 @@ def test_read_only_cache_is_checked_without_writing(home, tmp_path, monkeypatch)
     records.write_text(json.dumps(data))
     monkeypatch.setattr(registry, "_write_records", lambda *a: (_ for _ in ()).throw(PermissionError("read-only")))
     assert registry.card_status(card.name).ready
+
+
+def test_a_metric_whose_model_role_has_no_entry_is_not_blocked(monkeypatch):
+    """A metric added elsewhere (new role, no entry in stellar.models.requirements yet) is not checked,
+    rather than making every `stellar evaluate` of it fail."""
+    from stellar.metrics import base
+    from stellar.models.requirements import RunOptions, metric_need
+
+    info = dataclasses.replace(base.METRICS["hpsv2"], name="new_metric", models=("brand-new-role",))
+    monkeypatch.setitem(base.METRICS, "new_metric", info)
+    need = metric_need("new_metric", RunOptions())
+    assert need.cards == () and need.extras == ()

@@ -2,10 +2,10 @@
 
 Every model folder is served by the loopback hub (tests/hub_helpers.py) under its card's real repo id,
 revision and file names, as *tiny* random models (stellar.testing) — CLIP bigG and ViT-L/14, OWL-ViT,
-DINO, PickScore and its processor, HPSv2 — and the aesthetic head by a loopback file server under its
-card's URL path. Faces use the ``offline`` preset (MTCNN and dlib weights copied from the installed
+DINO, PickScore and its processor, HPSv2, ImageReward and its BERT vocabulary — and the aesthetic head
+and HPSv1's ``hpc.pt`` by a loopback file server under their cards' URL paths. Faces use the ``offline`` preset (MTCNN and dlib weights copied from the installed
 PyPI packages). The cards are the shipped ones, unchanged, except the aesthetic card's URL host. One
-test-only step: tiny HPS checkpoints are not ViT-H-14, so their ``open_clip_config.json`` is put next
+test-only step: tiny HPS checkpoints are not ViT-H-14 / ViT-L-14, so their ``open_clip_config.json`` is put next
 to the fetched files (the real card needs none). After the fetch the run is offline and the servers
 count no request: evaluation reads only the verified cache.
 """
@@ -46,7 +46,10 @@ def tiny_repos(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, CLIPModel
 
-    from stellar.testing import tiny_aesthetic_weights, tiny_clip_folder, tiny_dino_folder, tiny_hps_folder, tiny_owlvit_folder
+    from stellar.testing import (
+        tiny_aesthetic_weights, tiny_clip_folder, tiny_dino_folder, tiny_hps_folder, tiny_hpsv1_folder, tiny_image_reward_folder,
+        tiny_owlvit_folder,
+    )  # fmt: skip
 
     root = tmp_path_factory.mktemp("tiny-hub")
     clip_l = tiny_clip_folder(root / "clip-l", seed=1)
@@ -62,7 +65,10 @@ def tiny_repos(tmp_path_factory):
     model.save_pretrained(pick)
     pick_files = _folder_files(pick)
     hps = tiny_hps_folder(root / "hps")
+    reward = _folder_files(tiny_image_reward_folder(root / "image-reward"))
     repos = {
+        "THUDM/ImageReward": {k: v for k, v in reward.items() if k in ("ImageReward.pt", "med_config.json")},
+        "google-bert/bert-base-uncased": {"vocab.txt": reward["vocab.txt"], "tokenizer_config.json": b'{"do_lower_case": true}'},
         "laion/CLIP-ViT-bigG-14-laion2B-39B-b160k": _folder_files(tiny_clip_folder(root / "clip-g", seed=5)),
         "openai/clip-vit-large-patch14": _folder_files(clip_l),
         "google/owlvit-large-patch14": _folder_files(tiny_owlvit_folder(root / "owl")),
@@ -72,26 +78,30 @@ def tiny_repos(tmp_path_factory):
         "xswu/HPSv2": {k: v for k, v in _folder_files(hps).items() if k.endswith(".pt")},
     }
     aesthetic = tiny_aesthetic_weights(root / "aesthetic.pth", input_dim=16).read_bytes()  # 16 = tiny CLIP-L projection
-    return repos, aesthetic, (hps / "open_clip_config.json").read_bytes()
+    hps1 = tiny_hpsv1_folder(root / "hps1")
+    urls = {"laion-aesthetic-v2": aesthetic, "hpsv1": (hps1 / "hpc.pt").read_bytes()}
+    configs = {"hpsv2": (hps / "open_clip_config.json").read_bytes(), "hpsv1": (hps1 / "open_clip_config.json").read_bytes()}
+    return repos, urls, configs
 
 
 @pytest.fixture
 def servers(tiny_repos, tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    repos, aesthetic, _ = tiny_repos
+    repos, urls, _ = tiny_repos
     hub = LocalHub(lifetime=600)
     files = FileServer(lifetime=600)
     for card in registry.CARDS:
         for source in card.sources:
             if isinstance(source, HfSource) and source.repo_id in repos:
                 hub.add(source.repo_id, repos[source.repo_id], source.revision if source.pinned else MAIN_COMMIT)
-    card = registry.get_card("laion-aesthetic-v2")
-    (url_source,) = card.sources
-    path = urllib.parse.unquote(urllib.parse.urlsplit(url_source.url).netloc + urllib.parse.urlsplit(url_source.url).path)
-    files.files[path] = aesthetic
-    served = dataclasses.replace(url_source, url=f"{files.url}/{urllib.parse.quote(path)}")
-    monkeypatch.setitem(registry._cards(), card.name, dataclasses.replace(card, sources=(served,)))
+    for name, content in urls.items():  # URL cards: served by the loopback file server under their URL path
+        card = registry.get_card(name)
+        (url_source,) = card.sources
+        path = urllib.parse.unquote(urllib.parse.urlsplit(url_source.url).netloc + urllib.parse.urlsplit(url_source.url).path)
+        files.files[path] = content
+        served = dataclasses.replace(url_source, url=f"{files.url}/{urllib.parse.quote(path)}")
+        monkeypatch.setitem(registry._cards(), card.name, dataclasses.replace(card, sources=(served,)))
     monkeypatch.setenv("STELLAR_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("STELLAR_OFFLINE", "0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -123,9 +133,11 @@ def test_first_run_fetch_verify_evaluate_report_from_an_empty_home(servers, tiny
     fetched = sorted(p.name for p in (home / "models").iterdir())
     assert fetched == sorted(
         ["mtcnn", "dlib-shape-predictor-5", "dlib-resnet-v1", "clip-vit-bigg-14-laion2b", "owlvit-large-patch14", "dino-vits16",
-         "clip-vit-l-14-openai", "laion-aesthetic-v2", "pickscore-v1", "clip-vit-h-14-laion2b-processor", "hpsv2"]
+         "clip-vit-l-14-openai", "laion-aesthetic-v2", "pickscore-v1", "clip-vit-h-14-laion2b-processor", "hpsv2", "hpsv1",
+         "imagereward-v1", "bert-base-uncased-tokenizer"]
     )  # fmt: skip
-    (home / "models" / "hpsv2" / "open_clip_config.json").write_bytes(tiny_repos[2])  # test-only: tiny architecture
+    for name, config in tiny_repos[2].items():  # test-only: tiny architectures
+        (home / "models" / name / "open_clip_config.json").write_bytes(config)
 
     # 2. verify: every file re-hashed; the first-fetch commit reported
     assert main(["models", "verify"]) == 0

@@ -331,3 +331,15 @@ def test_compare_on_the_demo(demo_runs, capsys):
         assert main(["compare", copy, noise, "--bootstrap", "300", "--seed", "7"]) == 0
     first, second = capsys.readouterr().out.split("### Paired differences")[1:]
     assert first == second
+
+
+def test_report_intervals_keeps_the_grouped_api_the_html_report_uses():
+    """Regression: report_intervals(frame, columns, by=…) → {group: {column: Interval}} (stellar.report.html calls it)."""
+    from stellar.report.stats import report_intervals, row_intervals
+
+    frame = per_image_frame(6, 12, seed=3)
+    grouped = report_intervals(frame, ["ips", "aps", "images"], by="split", n_boot=100)
+    assert set(grouped) == {"T", "H"} and set(grouped["T"]) == {"ips", "aps"}
+    assert grouped["H"] == row_intervals(frame[frame["kind"] == "H"], ["ips", "aps"], n_boot=100)
+    assert set(report_intervals(frame, ["ips"], n_boot=50)) == {"all"}
+    assert set(report_intervals(frame, ["ips"], by="category", n_boot=50)) == {"animals", "objects", "scenes"}

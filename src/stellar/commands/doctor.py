@@ -272,6 +272,6 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from stellar.metrics.base import METRICS
 
     uses_faces = preset is not None or args.faces is not None or any("faces" in METRICS[m].models for m in metrics)
-    diagnosis = diagnose(metrics, options, device=args.device, presets=(options.faces,) if uses_faces else ())
+    diagnosis = diagnose(metrics, options, device=args.device, presets=tuple(f.strip() for f in options.faces.split(",") if f.strip()) if uses_faces else ())
     print(diagnosis.render())
     return 0 if diagnosis.ready else 1

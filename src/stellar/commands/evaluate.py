@@ -27,7 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--relation-scorer", default=None, choices=["clip", "vqa"], help="RFS predicate scorer (default clip)")
     e.add_argument("--goa-empty", default=None, choices=["nan", "zero"], help="GOA of a prompt without objects: NaN, counted (default) or 0 (the official averaging)")
     e.add_argument("--scorer-option", action="append", default=[], metavar="KEY=VALUE", help="other scorer settings, e.g. dino=FOLDER, hpsv2_version=v2.1")
-    e.add_argument("--faces", default="paper", help="face preset: paper (mtcnn+facenet), arcface (scrfd+arcface), offline (mtcnn+dlib)")
+    e.add_argument(
+        "--faces", default="paper",
+        help="face preset: paper (mtcnn+facenet), arcface (scrfd+arcface), offline (mtcnn+dlib); a comma-separated list "
+        "(paper,arcface) computes IPS/SIS/APS/FDFR/CPS once per preset in the same pass, columns ips@paper, ips@arcface, ...",
+    )  # fmt: skip
+    e.add_argument("--generator-encoder", default=None, metavar="NAME", help="the face encoder the method was conditioned on (e.g. arcface-antelopev2): a matching evaluation preset is flagged as biased (default: the sidecars' face_encoder)")
     e.add_argument("--clip", default="clip-vit-bigg-14-laion2b", help="CLIP card, hub id or local folder; 'none' to skip CLIP metrics and the exclusion rule")
     e.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:1 ...")
     e.add_argument("--batch-size", type=positive_int, default=8)
@@ -122,16 +127,21 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         shard=parse_shard(args.shard),
         method=args.method,
         failure_rule="partial" if args.partial else "worst",
+        generator_encoder=args.generator_encoder,
     )
     check_run_files(args.out)  # a corrupt run.json / part file or a file as --out: one message, not a traceback
     dataset = StellarDataset(args.dataset)
     generated = GeneratedSet(args.generated, dataset, split=config.split, kinds=config.kinds, seeds=config.seeds)
     print(generated.match_text(), file=sys.stderr)  # the match report, before anything runs (#9 item 10)
     faces = None
-    if any(m in FACE_METRICS for m in metrics):
-        from stellar.models.faces import FaceAnalyzer
+    if any(m in FACE_METRICS for m in metrics):  # noqa: SIM102
+        from stellar.models.faces import FaceAnalyzer, presets_from_names
 
-        faces = FaceAnalyzer.from_preset(args.faces, device=args.device, batch_size=args.batch_size)
+        names = split_list(args.faces)
+        if len(names) == 1:
+            faces = FaceAnalyzer.from_preset(names[0], device=args.device, batch_size=args.batch_size)
+        else:  # several presets: one analyzer each, a detector shared by the presets that name it
+            faces = presets_from_names(names, device=args.device, batch_size=args.batch_size)
     clip, why = None, None
     if args.clip.lower() != "none":
         from stellar.models.clip import load_clip

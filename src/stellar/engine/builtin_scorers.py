@@ -29,8 +29,11 @@ import numpy as np
 from stellar.engine.cache import FeatureCache
 from stellar.engine.scorers import ReferencePhoto, ScoringItem
 from stellar.metrics import identity as idm
+from stellar.metrics.base import variant_name
 
-FACE_METRICS = ("ips", "sis", "aps")
+FACE_METRICS = ("ips", "sis", "aps", "fdfr", "cps")
+#: the per-image columns the face scorer writes; with several face presets each is named ``COLUMN@PRESET``
+FACE_COLUMNS = ("status", "ips_raw", "sis_raw", "fdfr", "cps", "cps_raw", "n_faces_generated", "n_faces_reference", "face_score", "face_boxes", "face_embedding")
 CLIP_METRICS = ("clip_t", "clip_i")
 
 
@@ -81,11 +84,15 @@ class FaceScorer:
     name = "faces"
     needs_reference = True
 
-    def __init__(self, analyzer, metrics: Sequence[str] = FACE_METRICS, *, reuse: bool = True):
+    def __init__(self, analyzer, metrics: Sequence[str] = FACE_METRICS, *, reuse: bool = True, variant: str | None = None, primary: bool = True):
         self.analyzer = analyzer
         self.protocol = analyzer.protocol
         self.metrics = tuple(m for m in metrics if m in FACE_METRICS)
         self.reuse = reuse
+        #: several face presets in one run (issue 12): every column is named ``COLUMN@variant``; the
+        #: ``primary`` (first) preset also sets the row's plain ``status``
+        self.variant = variant
+        self.primary = primary
         self.passes: Counter = Counter()
         self._faces: dict[Path, dict | None] = {}  # reference photo -> faces (None: undecodable)
         self._subject_photos: dict[str, list[Path]] = {}
@@ -96,8 +103,17 @@ class FaceScorer:
         self.passes[counter] += n
         return out
 
-    def reference(self, photos: Sequence[ReferencePhoto], cache: FeatureCache) -> list[dict]:
-        found = self._analyze([p.image for p in photos], [p.sha256 or "" for p in photos], cache, "face_passes_reference")
+    def _named(self, row: dict) -> dict:
+        if self.variant is None:
+            return row
+        out = {variant_name(k, self.variant): v for k, v in row.items()}
+        if self.primary and "status" in row:
+            out["status"] = row["status"]
+        return out
+
+    def reference(self, photos: Sequence[ReferencePhoto], cache: FeatureCache, found: list | None = None) -> list[dict]:
+        if found is None:
+            found = self._analyze([p.image for p in photos], [p.sha256 or "" for p in photos], cache, "face_passes_reference")
         rows = []
         for p, f in zip(photos, found):
             self._faces[p.path] = f
@@ -106,7 +122,7 @@ class FaceScorer:
             if p.path not in subject:
                 subject.append(p.path)
             largest = None if f is None else largest_face(f)
-            rows.append({"n_faces": None if f is None else len(f["embeddings"]), "face_embedding": None if largest is None else largest.astype(np.float32).tolist()})
+            rows.append(self._named({"n_faces": None if f is None else len(f["embeddings"]), "face_embedding": None if largest is None else largest.astype(np.float32).tolist()}))
         return rows
 
     def _reference_faces(self, path: Path, cache: FeatureCache) -> dict | None:
@@ -116,9 +132,10 @@ class FaceScorer:
 
         return self._analyze([np.array(load_image(path))], [self._sha[path]], cache, "face_passes_reference")[0]
 
-    def score(self, items: Sequence[ScoringItem], cache: FeatureCache) -> list[dict[str, object]]:
+    def score(self, items: Sequence[ScoringItem], cache: FeatureCache, found: list | None = None) -> list[dict[str, object]]:
         images, keys = [it.image for it in items], [it.image_key for it in items]
-        found = self._analyze(images, keys, cache, "face_passes_generated")
+        if found is None:
+            found = self._analyze(images, keys, cache, "face_passes_generated")
         if not self.reuse:  # the per-metric recompute: the detector again for each further face metric
             for _ in range(len(self.metrics) - 1):
                 self._analyze(images, keys, cache, "face_passes_generated")
@@ -134,8 +151,16 @@ class FaceScorer:
             if status == idm.OK and sis_status == idm.NO_FACE_REFERENCE_OTHER:
                 status = sis_status
             largest = largest_face(gf)
+            extra = {}
+            if "fdfr" in self.metrics:
+                extra["fdfr"] = idm.face_detection_failure(len(gf["embeddings"]))
+            if "cps" in self.metrics and own_index is not None:
+                extra["cps"], extra["cps_raw"], _ = idm.copy_paste_score(emb(gf), [emb(o) for o in others], own=own_index)
+            elif "cps" in self.metrics:
+                extra["cps"], extra["cps_raw"] = np.nan, np.nan
             rows.append(
                 {
+                    **extra,
                     "status": status,
                     "ips_raw": ips,
                     "sis_raw": sis,
@@ -146,10 +171,87 @@ class FaceScorer:
                     "face_embedding": None if largest is None else largest.astype(np.float32).tolist(),
                 }
             )
-        return rows
+        return [self._named(r) for r in rows]
 
     def counters(self) -> dict:
         return {"face_passes_generated": self.passes["face_passes_generated"], "face_passes_reference": self.passes["face_passes_reference"]}
+
+
+class MultiFaceScorer:
+    """Several face presets in one pass (issue 12, ``--faces paper,arcface``): each preset's
+    :class:`FaceScorer` writes ``COLUMN@preset``; the decoded image is shared, and presets whose
+    analyzers share one detector instance (:func:`stellar.models.faces.presets_from_names`: paper and
+    offline both use MTCNN) detect once per image and embed once per preset. Cache hits are per
+    preset (its protocol), so a rerun with one preset added computes only that preset."""
+
+    name = "faces"
+    needs_reference = True
+
+    def __init__(self, analyzers: dict, metrics: Sequence[str] = FACE_METRICS, *, reuse: bool = True):
+        self.scorers = [FaceScorer(a, metrics, reuse=reuse, variant=p, primary=k == 0) for k, (p, a) in enumerate(analyzers.items())]
+        self.metrics = self.scorers[0].metrics
+        self.protocol = " ; ".join(f"{s.variant}={s.protocol}" for s in self.scorers)
+        self.detections = Counter()  # detector passes (shared ones counted once)
+
+    def _analyze_all(self, images, keys, cache, counter: str) -> list[list[dict | None]]:
+        """Per scorer, the face arrays of every image: cache first; the misses detected once per detector."""
+        per: list[list[dict | None]] = []
+        todo: list[list[int]] = []
+        for s in self.scorers:
+            out: list[dict | None] = [None] * len(images)
+            miss = []
+            for i, (im, key) in enumerate(zip(images, keys)):
+                if im is None:
+                    continue
+                hit = cache.get(s.protocol, key)
+                if hit is not None:
+                    out[i] = hit
+                else:
+                    miss.append(i)
+            per.append(out)
+            todo.append(miss)
+        groups: dict[int, list[int]] = {}
+        for k, s in enumerate(self.scorers):
+            groups.setdefault(id(s.analyzer.detector), []).append(k)
+        for members in groups.values():
+            union = sorted({i for k in members for i in todo[k]})
+            if not union:
+                continue
+            dets = dict(zip(union, self.scorers[members[0]].analyzer.detect([images[i] for i in union])))
+            self.detections[counter] += len(union)
+            for k in members:
+                if not todo[k]:
+                    continue
+                s = self.scorers[k]
+                faces = s.analyzer.analyze([images[i] for i in todo[k]], detections=[dets[i] for i in todo[k]])
+                for i, f in zip(todo[k], faces):
+                    arrays = face_arrays(f)
+                    cache.put(s.protocol, keys[i], arrays)
+                    per[k][i] = arrays
+                s.passes[counter] += len(todo[k])
+        return per
+
+    def reference(self, photos: Sequence[ReferencePhoto], cache: FeatureCache) -> list[dict]:
+        found = self._analyze_all([p.image for p in photos], [p.sha256 or "" for p in photos], cache, "face_passes_reference")
+        rows = [{} for _ in photos]
+        for s, f in zip(self.scorers, found):
+            for row, values in zip(rows, s.reference(photos, cache, found=f)):
+                row.update(values)
+        return rows
+
+    def score(self, items: Sequence[ScoringItem], cache: FeatureCache) -> list[dict[str, object]]:
+        found = self._analyze_all([it.image for it in items], [it.image_key for it in items], cache, "face_passes_generated")
+        rows = [{} for _ in items]
+        for s, f in zip(self.scorers, found):
+            for row, values in zip(rows, s.score(items, cache, found=f)):
+                row.update(values)
+        return rows
+
+    def counters(self) -> dict:
+        total = Counter()
+        for s in self.scorers:
+            total.update(s.counters())
+        return {**total, "face_detections_generated": self.detections["face_passes_generated"], "face_detections_reference": self.detections["face_passes_reference"]}
 
 
 class ClipScorer:

@@ -89,11 +89,13 @@ class EvalConfig:
     failure_rule: str = "worst"  # DESIGN §6.10: "worst" | "partial"
     flush_rows: int = 1000  # a part file every this many rows ...
     flush_seconds: float = 30.0  # ... or this many seconds
+    #: the face encoder the method was conditioned on (``--generator-encoder``; else the sidecars' ``face_encoder``)
+    generator_encoder: str | None = None
 
     def comparable(self) -> dict:
         """The part of the config that must match for a resume (the failure rule only changes finalisation)."""
         d = asdict(self)
-        for k in ("batch_size", "num_workers", "shard", "method", "use_cache", "failure_rule", "flush_rows", "flush_seconds"):
+        for k in ("batch_size", "num_workers", "shard", "method", "use_cache", "failure_rule", "flush_rows", "flush_seconds", "generator_encoder"):
             d.pop(k)
         d["metrics"] = list(d["metrics"])
         d["kinds"] = list(d["kinds"])
@@ -446,8 +448,14 @@ def evaluate(
         cache.enabled = False  # --no-reuse measures the recompute-everything cost
     i, n = config.shard
     run = Run(dataset, gs, config, plan, out, ResultsStore(out, "all" if n == 1 else f"shard-{i}-of-{n}"), cache, shard_jobs(expected, i, n), expected, progress=progress)
+    from stellar.engine.plan import face_presets, single_faces
+    from stellar.metrics.base import split_variant
+
+    presets = face_presets(faces)
+    wants_faces = any(split_variant(m)[0] in FACE_METRICS for m in plan.metrics)
+    face_protocols = {p: a.protocol for p, a in presets.items()} if presets is not None else getattr(single_faces(faces), "protocol", None)
     models = {
-        "faces": getattr(faces, "protocol", None) if any(m in FACE_METRICS for m in plan.metrics) else None,
+        "faces": face_protocols if wants_faces else None,
         "clip": getattr(clip, "protocol", None) or getattr(clip, "name", None),
         "scorers": {s.name: s.protocol for s in plan.plugins},
         **({"non_reference_weights": nonref} if (nonref := non_reference_weights()) else {}),  # --weights FILE not the card's file
@@ -469,6 +477,14 @@ def evaluate(
         "match_problems": [p.to_dict() for p in gs.problems(allow_missing=True)],
         "versions": _versions(),
     }
+    if wants_faces:  # issue 12: scored with the encoder the method was conditioned on?
+        from stellar.engine.bias import encoder_bias_warnings
+
+        warnings = encoder_bias_warnings(presets or {getattr(single_faces(faces), "preset", None) or "": single_faces(faces)}, gs, config.generator_encoder)
+        if warnings:
+            run_info["warnings"] = warnings
+            for w in warnings:
+                print(f"warning: {w}", file=sys.stderr)
     _prepare_run_dir(out, run_info, force=force, shard_name=run.shard_name, n_shards=n)
     with RunLock(out, run.shard_name, wait=wait):
         run.store.write_json("run.json", run_info)

@@ -31,7 +31,7 @@ from stellar.engine.store import ResultsStore, atomic_write_parquet
 from stellar.errors import StellarError
 from stellar.metrics import aggregate as agg
 from stellar.metrics import identity as idm
-from stellar.metrics.base import METRICS, failure_value
+from stellar.metrics.base import METRICS, failure_value, split_variant
 
 IMAGE_FAILURES = agg.IMAGE_FAILURES
 REFERENCE_FAILURE = "reference_decode_error"
@@ -134,6 +134,39 @@ def attribute_probes(frame: pd.DataFrame, ctx: FinalizeContext) -> tuple[dict, d
     return cols, ({"aps_probes": {"skipped": res.skipped}} if res.skipped else {})
 
 
+def face_variants(metrics: Sequence[str]) -> list[str]:
+    """The face presets of a several-preset run, in order (``ips@paper``, ``ips@arcface`` -> paper, arcface)."""
+    return list(dict.fromkeys(v for m in metrics for v in [split_variant(m)[1]] if v is not None))
+
+
+def per_face_preset(frame: pd.DataFrame, ctx: FinalizeContext) -> tuple[dict, dict]:
+    """Several face presets (issue 12): the ``identity`` and ``aps`` finalisers once per preset, each on
+    the table with that preset's ``COLUMN@preset`` columns under their plain names (and the reference
+    table's ``face_embedding@preset``); their outputs come back named ``COLUMN@preset``. The exclusion
+    rule (CLIP) is the same for every preset; the failure rule then handles ``ips@paper`` like ``ips``."""
+    cols: dict = {}
+    entries: dict = {}
+    for v in face_variants(ctx.metrics):
+        suffix = f"@{v}"
+        mine = [split_variant(m)[0] for m in ctx.metrics if split_variant(m)[1] == v]
+        sub = frame.rename(columns={c: c[: -len(suffix)] for c in frame.columns if c.endswith(suffix)})
+        sub = sub.loc[:, ~sub.columns.duplicated(keep="last")]
+        ref = ctx.reference
+        if ref is not None:
+            ref = ref.rename(columns={c: c[: -len(suffix)] for c in ref.columns if c.endswith(suffix)})
+            ref = ref.loc[:, ~ref.columns.duplicated(keep="last")]
+        sub_ctx = FinalizeContext(ctx.run, mine, ctx.failure_rule, ref)
+        for f in (identity_after_exclusion, attribute_probes):
+            if f is attribute_probes and "aps" not in mine:
+                continue
+            got, add = f(sub, sub_ctx)
+            for name, values in got.items():
+                cols[f"{name}{suffix}"] = values
+            if add:
+                entries.setdefault("face_presets", {}).setdefault(v, {}).update(add)
+    return cols, entries
+
+
 def failure_rule(frame: pd.DataFrame, ctx: FinalizeContext) -> tuple[dict, dict]:
     """DESIGN §6.10 on the final metric columns: a failed job holds the metric's failure value (NaN: --partial)."""
     status = frame["status"]
@@ -142,7 +175,9 @@ def failure_rule(frame: pd.DataFrame, ctx: FinalizeContext) -> tuple[dict, dict]
     for m in ctx.metrics:
         if m not in frame or METRICS[m].level != "image":
             continue
-        failed = status.isin(IMAGE_FAILURES) | ((status == REFERENCE_FAILURE) & needs_reference(m))
+        # face metrics come from the face scorer, which needs the input photo: on a reference failure
+        # FDFR is not measured either, so it scores its failure value too
+        failed = status.isin(IMAGE_FAILURES) | ((status == REFERENCE_FAILURE) & (needs_reference(m) or "faces" in METRICS[m].models))
         if not failed.any():
             continue
         values = frame[m].to_numpy(dtype=float).copy()
@@ -156,6 +191,7 @@ FINALIZERS: list[Finalizer] = [
     Finalizer("exclusion", lambda ms: True, exclusion, "exclusion rule: σ of CLIP_N, followed_prompt"),
     Finalizer("identity", lambda ms: "ips" in ms or "sis" in ms, identity_after_exclusion, "IPS/SIS after exclusion"),
     Finalizer("aps", lambda ms: "aps" in ms, attribute_probes, "APS probes on the input photos, predictions on the generated faces"),
+    Finalizer("face_presets", lambda ms: bool(face_variants(ms)), per_face_preset, "IPS/SIS after exclusion and APS probes once per face preset"),
     Finalizer("failure", lambda ms: True, failure_rule, "failure rule on every per-image metric"),
 ]
 
@@ -217,13 +253,15 @@ def finalize_table(frame: pd.DataFrame, ctx: FinalizeContext) -> tuple[pd.DataFr
     for m in ("clip_t", "clip_i"):
         if m not in ctx.metrics and m in frame:
             frame = frame.drop(columns=[m])
+    if face_variants(ctx.metrics):  # several presets: the plain face columns were never filled
+        frame = frame.drop(columns=[c for c in ("ips_raw", "sis_raw", "n_faces_generated", "n_faces_reference", "face_score", "face_boxes", "face_embedding") if c in frame])
     return frame, entries
 
 
 def finalize_run(out: str | Path, dataset=None, *, expected: Sequence[Job] | None = None, counters=None, extra: dict | None = None) -> dict:
     """Merge the part files into ``per_image.parquet``; every dataset-level number into ``summary.json``.
 
-    ``dataset`` is not needed any more (labels and keys are row columns); kept for callers. ``counters``
+    ``dataset`` is only read for parts written before the APS labels were row columns. ``counters``
     (a ``RunCounters``) overrides the shards' summed counters.
     """
     out = Path(out)
@@ -241,6 +279,11 @@ def finalize_run(out: str | Path, dataset=None, *, expected: Sequence[Job] | Non
             frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
     if rule == "partial" and not (frame["status"] != "missing").any():
         raise StellarError(f"{out}: no job has an image (nothing matched the jobs?)")
+    missing_labels = [a for a in agg.APS_ATTRIBUTES if f"{agg.APS_LABEL}{a}" not in frame]
+    if missing_labels and dataset is not None:  # parts written before the labels were row columns
+        labels = {(s, p.index): p.attributes for s in set(frame["subject"]) for p in dataset.subject(s).photos}
+        for a in missing_labels:
+            frame[f"{agg.APS_LABEL}{a}"] = [int(labels.get((s, int(p)), {}).get(a, 0)) for s, p in zip(frame["subject"], frame["photo"])]
     reference = pd.read_parquet(reference_file) if reference_file is not None else None
     frame, entries = finalize_table(frame, FinalizeContext(run, metrics, rule, reference))
 
@@ -271,6 +314,6 @@ def finalize_run(out: str | Path, dataset=None, *, expected: Sequence[Job] | Non
         summary["model_passes"] = {**summary["model_passes"], **asdict(counters)}
     summary["models"] = run["models"]
     summary.update(extra or {})
-    atomic_write_parquet(out / "per_image.parquet", frame.drop(columns=["face_embedding"], errors="ignore"))
+    atomic_write_parquet(out / "per_image.parquet", frame.drop(columns=[c for c in frame.columns if split_variant(c)[0] == "face_embedding"]))
     store.write_json("summary.json", summary)
     return summary

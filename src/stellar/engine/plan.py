@@ -14,11 +14,26 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from stellar.engine.builtin_scorers import CLIP_METRICS, FACE_METRICS, ClipScorer, FaceScorer
+from stellar.engine.builtin_scorers import CLIP_METRICS, FACE_METRICS, ClipScorer, FaceScorer, MultiFaceScorer
 from stellar.engine.finalize import finalizers_for
 from stellar.engine.scorers import SCORERS, PhasedScorer, build_scorers, phased
 from stellar.errors import StellarError
-from stellar.metrics.base import METRICS
+from stellar.metrics.base import METRICS, variant_name
+
+
+def face_presets(faces) -> dict | None:
+    """``{preset: analyzer}`` when ``faces`` holds several analyzers (``--faces paper,arcface``), else None.
+
+    A mapping with one entry is a single analyzer: its columns keep the plain names (``ips``, ...).
+    """
+    if isinstance(faces, dict) and len(faces) > 1:
+        return dict(faces)
+    return None
+
+
+def single_faces(faces):
+    """The analyzer of a one-entry mapping (or ``faces`` itself)."""
+    return next(iter(faces.values())) if isinstance(faces, dict) and len(faces) == 1 else faces
 
 
 @dataclass
@@ -66,11 +81,16 @@ def build_plan(
     if unknown:
         raise StellarError(f"unknown metric(s) {unknown}; known: {', '.join(METRICS)} (stellar metrics list)")
     wants_faces = any(m in FACE_METRICS for m in metrics)
-    if wants_faces and faces is None:
-        raise StellarError("IPS/SIS/APS need a face analyzer (--faces paper|arcface|offline)")
+    if wants_faces and not faces:
+        raise StellarError("IPS/SIS/APS/FDFR/CPS need a face analyzer (--faces paper|arcface|offline)")
+    presets = face_presets(faces)
+    faces = single_faces(faces)
     computed = [m for m in metrics if m not in CLIP_METRICS or clip is not None]
+    base_computed = computed
     skipped = {m: clip_unavailable or "no CLIP model" for m in metrics if m not in computed}
-    others = [m for m in computed if m not in FACE_METRICS and m not in CLIP_METRICS]
+    if presets is not None:  # several face presets: each face metric once per preset, side by side
+        computed = [v for m in computed for v in ([variant_name(m, p) for p in presets] if m in FACE_METRICS else [m])]
+    others = [m for m in computed if m not in FACE_METRICS and m not in CLIP_METRICS and "@" not in m]
     if scorers is None:
         scorers = build_scorers(others, scorer_options, device=getattr(clip, "device", None), batch_size=batch_size) if others else []
     plugins = [phased(s) for s in scorers]
@@ -86,9 +106,21 @@ def build_plan(
         if (scorer_options or {}).get("clip") is clip or any(getattr(getattr(p.inner, "relation_scorer", None), "clip", None) is clip for p in plugins):
             users.append("the RFS relation scorer")
         shared.append(f"one CLIP ({clip.name}) serves {', '.join(users)}")
-    if wants_faces:
-        built.append(phased(FaceScorer(faces, [m for m in computed if m in FACE_METRICS], reuse=reuse)))
-        shared.append("one face-analyzer pass per image serves " + ", ".join(m.upper() for m in computed if m in FACE_METRICS))
+    face_metrics = [m for m in base_computed if m in FACE_METRICS]
+    if wants_faces and presets is None:
+        built.append(phased(FaceScorer(faces, face_metrics, reuse=reuse)))
+        shared.append("one face-analyzer pass per image serves " + ", ".join(m.upper() for m in face_metrics))
+    elif wants_faces:
+        multi = MultiFaceScorer(presets, face_metrics, reuse=reuse)
+        multi.metrics = tuple(m for m in computed if "@" in m)
+        built.append(phased(multi))
+        by_detector: dict[int, list[str]] = {}
+        for p, a in presets.items():
+            by_detector.setdefault(id(a.detector), []).append(p)
+        for names in by_detector.values():
+            det = presets[names[0]].detector_name
+            shared.append(f"one {det} detection per image serves face presets {', '.join(names)} (then one embedding pass each)" if len(names) > 1 else f"face preset {names[0]}: its own {det} detection")
+        shared.append("one decode per image serves every face preset: " + ", ".join(presets))
     for p in plugins:
         if len(p.metrics) > 1:
             shared.append(f"one {p.name} pass per image serves {', '.join(p.metrics)}")

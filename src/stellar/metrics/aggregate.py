@@ -29,7 +29,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from stellar.metrics.base import METRICS
+from stellar.metrics.base import METRICS, split_variant, variant_name
 from stellar.metrics.identity import aps_from_predictions
 
 #: CelebA attributes APS probes (DESIGN §6.3); kept here so this module needs no data layer.
@@ -47,13 +47,21 @@ def _mean(values: pd.Series) -> float | None:
     return float(v.mean()) if len(v) else None
 
 
-def aps_columns(frame: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray] | None:
-    """``(attributes, labels (N, A), predictions (N, A))`` from the ``aps_label_*`` / ``aps_pred_*`` columns."""
-    attrs = [a for a in APS_ATTRIBUTES if f"{APS_LABEL}{a}" in frame and f"{APS_PRED}{a}" in frame]
+def aps_columns(frame: pd.DataFrame, variant: str | None = None) -> tuple[list[str], np.ndarray, np.ndarray] | None:
+    """``(attributes, labels (N, A), predictions (N, A))`` from the ``aps_label_*`` / ``aps_pred_*`` columns.
+
+    ``variant``: a face preset of a several-preset run (``aps@paper``): its ``aps_pred_A@paper`` columns,
+    with ``aps_label_A@paper`` where the finaliser wrote one (``--partial``), else the shared labels.
+    """
+    def label(a: str) -> str:
+        named = variant_name(f"{APS_LABEL}{a}", variant)
+        return named if named in frame else f"{APS_LABEL}{a}"
+
+    attrs = [a for a in APS_ATTRIBUTES if label(a) in frame and variant_name(f"{APS_PRED}{a}", variant) in frame]
     if not attrs:
         return None
-    labels = np.stack([frame[f"{APS_LABEL}{a}"].to_numpy(dtype=np.int64) for a in attrs], axis=1) if len(frame) else np.zeros((0, len(attrs)), np.int64)
-    preds = np.stack([frame[f"{APS_PRED}{a}"].to_numpy(dtype=np.int64) for a in attrs], axis=1) if len(frame) else np.zeros((0, len(attrs)), np.int64)
+    labels = np.stack([frame[label(a)].to_numpy(dtype=np.int64) for a in attrs], axis=1) if len(frame) else np.zeros((0, len(attrs)), np.int64)
+    preds = np.stack([frame[variant_name(f"{APS_PRED}{a}", variant)].to_numpy(dtype=np.int64) for a in attrs], axis=1) if len(frame) else np.zeros((0, len(attrs)), np.int64)
     return attrs, labels, preds
 
 
@@ -90,7 +98,7 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str], *, expected: int | No
     out: dict = {"rows": int(len(frame)), "means": {}, "undefined": {}}
     for m in metrics:
         info = METRICS.get(m)
-        if m == "aps" or (info is not None and info.level != "image"):
+        if split_variant(m)[0] == "aps" or (info is not None and info.level != "image"):
             continue
         if m not in frame:
             out["means"][m] = None
@@ -108,6 +116,17 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str], *, expected: int | No
             score, per, skipped = aps_from_predictions(labels, preds, attrs)
             out["aps"] = {"score": None if not math.isfinite(score) else score, "per_attribute": per, "skipped": skipped}
         out["means"]["aps"] = out["aps"]["score"]
+    for m in metrics:  # several face presets: aps@PRESET from that preset's prediction columns
+        base, variant = split_variant(m)
+        if base != "aps" or variant is None:
+            continue
+        cols = aps_columns(frame, variant)
+        if cols is None:
+            out[m] = {"score": None, "per_attribute": {}, "skipped": {"*": f"no APS columns of face preset {variant}"}}
+        else:
+            score, per, skipped = aps_from_predictions(cols[1], cols[2], cols[0])
+            out[m] = {"score": None if not math.isfinite(score) else score, "per_attribute": per, "skipped": skipped}
+        out["means"][m] = out[m]["score"]
     c = counts(frame)
     out["counts"] = c
     exp = int(len(frame)) if expected is None else int(expected)

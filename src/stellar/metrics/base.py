@@ -16,7 +16,21 @@ Each is the worst value a real image can reach in practice, so a failure never s
 - GOA, RFS: **0** — a detection / triplet confidence is a probability; 0 = nothing found.
 - PickScore: **0** — the logit-scaled cosine (scale 100) of a zero similarity; real pairs score ≈ 15–25.
 - Aesthetic: **0** — below the predictor's 1–10 scale.
+- HPSv1: **0** — 100 · a zero cosine; real image-prompt pairs score ≈ 15–30.
+- ImageReward: **−3** (:data:`IMAGE_REWARD_FAILURE`) — the reward is normalised to mean 0 / std 1 over
+  ImageReward's training comparisons and is unbounded; −3 (three standard deviations below that mean)
+  is our choice of a value below what real generations score in practice. A deliberate choice, not a
+  property of the model (README, standard metrics).
 - APS (dataset level, no value): the failed job's prediction is the wrong class for every attribute.
+- FDFR: **1** — a job without a decodable image is a detection failure (DESIGN §6.10).
+- CPS (lower is better): **1** — IPS(g, x) at its maximum 1 and the other photos at the 0 floor that
+  "no face" gives IPS; real images score ≈ 0–0.4 (see :func:`stellar.metrics.identity.copy_paste_score`).
+
+Face-preset variants (issue 12): a run with several face presets (``--faces paper,arcface``) names its
+face columns ``METRIC@PRESET`` (``ips@paper``, ``fdfr@arcface``, …). :data:`METRICS` resolves such a
+name to the base metric's record renamed (``METRICS["ips@paper"].display_name == "IPS@paper"``), so
+every reader (aggregation, failure rule, reports, statistics) handles them with no special case;
+iterating :data:`METRICS` lists the base metrics only. :func:`split_variant` parses the names.
 
 A metric defined only on some prompt kinds (``splits``: GOA/RFS on Stellar-T) stays NaN on the others,
 failure or not. ``--partial`` (mean over what exists) leaves failures NaN instead.
@@ -25,8 +39,11 @@ failure or not. ``--partial`` (mean over what exists) leaves failures NaN instea
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
+
+#: ImageReward's failure value (module docstring): 3 standard deviations below its normalised mean.
+IMAGE_REWARD_FAILURE = -3.0
 
 Need = Literal["generated", "reference", "references", "prompt", "detectables", "triplets", "attributes"]
 
@@ -49,7 +66,47 @@ class MetricInfo:
     failure_value: float | None = None
 
 
-METRICS: dict[str, MetricInfo] = {
+VARIANT_SEP = "@"
+
+
+def split_variant(name: str) -> tuple[str, str | None]:
+    """``"ips@paper"`` -> ``("ips", "paper")``; ``"ips"`` -> ``("ips", None)``."""
+    base, sep, variant = str(name).partition(VARIANT_SEP)
+    return (base, variant) if sep and variant else (str(name), None)
+
+
+def variant_name(metric: str, variant: str | None) -> str:
+    """The column of ``metric`` for face preset ``variant`` (``None``: the plain name)."""
+    return metric if not variant else f"{metric}{VARIANT_SEP}{variant}"
+
+
+class _MetricTable(dict):
+    """The metric records; a ``METRIC@VARIANT`` key resolves to the base record renamed (module docstring)."""
+
+    def _variant(self, key):
+        base, variant = split_variant(key) if isinstance(key, str) else (key, None)
+        if variant is None or not dict.__contains__(self, base):
+            return None
+        info = dict.__getitem__(self, base)
+        return replace(info, name=key, display_name=f"{info.display_name}{VARIANT_SEP}{variant}")
+
+    def __missing__(self, key):
+        info = self._variant(key)
+        if info is None:
+            raise KeyError(key)
+        return info
+
+    def __contains__(self, key) -> bool:
+        return dict.__contains__(self, key) or self._variant(key) is not None
+
+    def get(self, key, default=None):
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+METRICS: dict[str, MetricInfo] = _MetricTable({
     m.name: m
     for m in (
         MetricInfo(
@@ -116,13 +173,25 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo(
             "hpsv1", "HPSv1", True, ("generated", "prompt"), ("hpsv1",), "image", False,
             "Human Preference Score v1: 100 x cosine of OpenAI CLIP ViT-L/14 (HPS v1 weights) text and image embeddings.",
+            failure_value=0.0,
         ),
         MetricInfo(
             "image_reward", "ImageReward", True, ("generated", "prompt"), ("image_reward",), "image", False,
             "ImageReward v1.0: BLIP ViT-L + cross-attending BERT + MLP reward of (prompt, image), normalised by the published mean/std.",
+            failure_value=IMAGE_REWARD_FAILURE,
+        ),
+        MetricInfo(
+            "fdfr", "FDFR", False, ("generated",), ("faces",), "image", False,
+            "Face-detection failure rate: per image 1 when the face analyzer finds no face in the generated image (or it has no decodable image), else 0; the mean is the rate.",
+            failure_value=1.0,
+        ),
+        MetricInfo(
+            "cps", "CPS", False, ("generated", "references"), ("faces",), "image", False,
+            "Copy-paste score: IPS(generated, input photo) - mean IPS(generated, the subject's other photos); high = the input photo was reproduced rather than the person. Needs >= 2 photos per subject.",
+            failure_value=1.0,
         ),
     )  # fmt: skip
-}
+})
 
 
 def register_metric(info: MetricInfo) -> None:

@@ -252,3 +252,76 @@ def attribute_preservation(
         per_image = np.full(n, np.nan)
         score = float("nan")
     return APSResult(score, per_attribute, skipped, per_image, predictions)
+
+
+# ----------------------------------------------------------------------------- issue 12: FDFR, CPS
+#: CPS of a job whose generated image has no face (and, via ``MetricInfo.failure_value``, of a job
+#: without a decodable image): the metric's worst value (module :func:`copy_paste_score`).
+CPS_WORST = 1.0
+
+
+def face_detection_failure(n_faces: int | float | None) -> float:
+    """FDFR indicator of one generated image: 1.0 when the analyzer found no face, else 0.0.
+
+    ``None`` / NaN (the image was not analysed: missing or undecodable) is a detection failure too
+    (DESIGN §6.10), so a failure never lowers the rate. The run's FDFR = the mean of the indicators.
+
+    >>> [face_detection_failure(n) for n in (0, 1, 3, None)]
+    [1.0, 0.0, 0.0, 1.0]
+    """
+    if n_faces is None or (isinstance(n_faces, float) and np.isnan(n_faces)):
+        return 1.0
+    return 0.0 if int(n_faces) > 0 else 1.0
+
+
+def copy_paste_score(
+    generated: np.ndarray | None, references: Sequence[np.ndarray | None], own: int
+) -> tuple[float, float, str]:
+    """CPS of one image (DESIGN §6.11): ``IPS(g, x) − mean_{r ∈ R(s) \\ {x}} IPS(g, r)``.
+
+    Lower is better: a generator that pastes the input photo scores IPS(g, x) ≈ 1 against the
+    natural same-person similarity of the other photos (CPS ≈ 1 − that similarity); one that renders
+    the person anew scores ≈ 0 (as close to the input photo as to any other photo of the person).
+
+    Args:
+        generated: (n, D) embeddings of the generated image's faces (n may be 0).
+        references: per photo of the subject, its (m, D) face embeddings; ``None`` / empty = no face
+            or undecodable.
+        own: index of the job's input photo x in ``references``.
+
+    Returns:
+        ``(cps, cps_raw, reason)``:
+
+        - ``cps_raw`` — the definition where it is defined, else NaN;
+        - ``cps`` — the value used for aggregation: ``cps_raw``; **the worst value** :data:`CPS_WORST`
+          when the generated image has no face (a method must not lower its CPS by failing to
+          produce faces: with 0 it would look like a perfect non-copier, with NaN it could drop its
+          copied images selectively); NaN where CPS is undefined for the *job* whatever the image
+          (fewer than 2 photos of the subject, no face on the input photo, no face on any other
+          photo) — the same for every method on the same jobs, counted as ``undefined``;
+        - ``reason`` — ``"ok"``, ``"no_face_generated"``, ``"single_photo"``, ``"no_face_reference"``
+          or ``"no_face_reference_other"`` (no other photo has a face).
+
+    Other photos without a face are left out of the mean (as SIS does).
+
+    >>> g = np.array([[1.0, 0.0]])
+    >>> [round(v, 6) for v in copy_paste_score(g, [np.array([[1.0, 0.0]]), np.array([[0.6, 0.8]])], own=0)[:2]]
+    [0.4, 0.4]
+    >>> copy_paste_score(np.zeros((0, 2)), [np.array([[1.0, 0.0]]), np.array([[0.6, 0.8]])], own=0)[0]
+    1.0
+    """
+    nan = float("nan")
+    if len(references) < 2:
+        return nan, nan, "single_photo"
+    has_face = [r is not None and len(_as_faces(r)) > 0 for r in references]
+    if not has_face[own]:
+        return nan, nan, NO_FACE_REFERENCE
+    others = [r for k, (r, ok) in enumerate(zip(references, has_face)) if ok and k != own]
+    if not others:
+        return nan, nan, NO_FACE_REFERENCE_OTHER
+    if len(_as_faces(generated)) == 0:
+        return CPS_WORST, nan, NO_FACE_GENERATED
+    ips_own = identity_preservation(generated, references[own])[0]
+    ips_others = float(np.mean([identity_preservation(generated, r)[0] for r in others]))
+    value = ips_own - ips_others
+    return value, value, OK

@@ -4,7 +4,8 @@
 all read this table. A metric's needs come from its metadata (:data:`stellar.metrics.base.METRICS`,
 field ``models``: model *roles*) and the options of the run (face preset, ``--clip``, ``--detector``,
 ``--relation-scorer``); a role maps to cards here. A new metric with a new model role adds one entry
-to :func:`_role_cards` (and :data:`ROLE_EXTRAS`).
+to :func:`_role_cards` (and :data:`ROLE_EXTRAS`); a role without an entry is not checked (its scorer
+still resolves its weights itself and fails with the fetch command).
 
 Choices: metrics to which the exclusion rule applies (IPS/SIS/APS, DESIGN §6.5) also need the run's
 CLIP, because the paper's protocol applies the rule; ``--clip none`` drops it (the rule is then
@@ -45,7 +46,7 @@ COMPONENT_EXTRAS: dict[str, str] = {
 #: model role (MetricInfo.models) -> extra it needs.
 ROLE_EXTRAS: dict[str, str] = {
     "clip": "clip", "detector": "clip", "relation": "clip", "dino": "clip", "clip-l14": "clip",
-    "aesthetic": "clip", "pickscore": "clip", "hpsv2": "hps",
+    "aesthetic": "clip", "pickscore": "clip", "hpsv2": "hps", "hpsv1": "hps", "image_reward": "clip",
 }  # fmt: skip
 
 
@@ -81,10 +82,23 @@ def _role_cards(role: str, options: RunOptions) -> list[str]:
         "aesthetic": [opt.get("aesthetic") or standard.DEFAULT_AESTHETIC_CARD],
         "pickscore": [opt.get("pickscore") or standard.DEFAULT_PICKSCORE_CARD, opt.get("pickscore_processor") or standard.PICKSCORE_PROCESSOR_CARD],
         "hpsv2": [opt.get("hpsv2") or standard.HPS_CARD],
+        "hpsv1": [opt.get("hpsv1") or standard.HPS_V1_CARD],
+        "image_reward": _image_reward_cards(opt),
     }
-    if role not in table:
-        raise StellarError(f"model role {role!r} has no entry in stellar.models.requirements (add its cards there)")
-    return table[role]
+    # a role not listed here (a metric added without an entry) is not checked: its scorer still resolves its
+    # own weights and fails with the fetch command, as before this check existed
+    return table.get(role, [])
+
+
+def _image_reward_cards(opt: Mapping[str, str]) -> list[str]:
+    # the bert-base-uncased vocabulary comes from its own card unless the model folder carries a vocab.txt
+    from stellar.models.image_reward import IMAGE_REWARD_CARD, IMAGE_REWARD_TOKENIZER_CARD
+
+    model = opt.get("image_reward") or IMAGE_REWARD_CARD
+    tokenizer = opt.get("image_reward_tokenizer")
+    if tokenizer is None and not (Path(model).expanduser() / "vocab.txt").is_file():
+        tokenizer = IMAGE_REWARD_TOKENIZER_CARD
+    return [model] + ([tokenizer] if tokenizer else [])
 
 
 @dataclass(frozen=True)
@@ -119,13 +133,15 @@ def metric_need(metric: str, options: RunOptions) -> Need:
     cards: list[str] = []
     extras: list[str] = []
     for role in info.models:
-        if role == "faces":
-            need = preset_need(options.faces)
-            cards += need.cards
-            extras += need.extras
+        if role == "faces":  # --faces paper,arcface: every preset of the list (issue 12)
+            for preset in [f.strip() for f in options.faces.split(",") if f.strip()] or [options.faces]:
+                need = preset_need(preset)
+                cards += need.cards
+                extras += need.extras
             continue
         cards += _role_cards(role, options)
-        extras.append(ROLE_EXTRAS[role])
+        if role in ROLE_EXTRAS:
+            extras.append(ROLE_EXTRAS[role])
     if info.exclusion_applies and options.clip.lower() != "none":
         cards.append(options.clip)
         extras.append("clip")

@@ -37,7 +37,7 @@ import pandas as pd
 
 from stellar.errors import StellarError
 from stellar.metrics import aggregate as agg
-from stellar.metrics.base import METRICS
+from stellar.metrics.base import METRICS, split_variant
 
 IMAGE_METRICS = tuple(m for m, info in METRICS.items() if info.level == "image")
 COUNT_COLUMNS = ["images", "coverage", "missing", "undecodable", "no_face", "excluded", "exclusion", "failures"]
@@ -104,8 +104,54 @@ def _header(col: str) -> str:
 
 
 def _metric_columns(runs: Sequence[RunResult]) -> list[str]:
-    present = {m for r in runs for m in r.run.get("metrics", [])}
-    return [m for m in METRICS if m in present]
+    """The runs' metric columns in :data:`METRICS` order; face-preset variants (``ips@paper``,
+    ``ips@arcface``) side by side after their base metric's place (issue 12)."""
+    present = list(dict.fromkeys(m for r in runs for m in r.run.get("metrics", [])))
+    out = []
+    for m in METRICS:
+        out += [c for c in present if c == m or split_variant(c)[0] == m]
+    return out
+
+
+def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's τ-b of two paired score lists (NaN when fewer than 2 pairs or a side is constant)."""
+    pairs = [(a, b) for a, b in zip(x, y) if not _nan(a) and not _nan(b)]
+    conc = disc = tx = ty = 0
+    for i in range(len(pairs)):
+        for j in range(i + 1, len(pairs)):
+            dx = (pairs[i][0] > pairs[j][0]) - (pairs[i][0] < pairs[j][0])
+            dy = (pairs[i][1] > pairs[j][1]) - (pairs[i][1] < pairs[j][1])
+            if dx and dy:
+                conc += dx == dy
+                disc += dx != dy
+            elif dx:
+                ty += 1
+            elif dy:
+                tx += 1
+    denom = math.sqrt((conc + disc + tx) * (conc + disc + ty))
+    return (conc - disc) / denom if denom else float("nan")
+
+
+def preset_agreement(runs: Sequence[RunResult], cols: Sequence[str]) -> list[str]:
+    """Remarks: for each face metric computed with several presets, Kendall τ-b between the presets'
+    rankings of the runs (overall means); said when at least 2 runs have both values."""
+    by_base: dict[str, list[str]] = {}
+    for c in cols:
+        base, variant = split_variant(c)
+        if variant is not None:
+            by_base.setdefault(base, []).append(c)
+    lines = []
+    for base, variants in by_base.items():
+        for i in range(len(variants)):
+            for j in range(i + 1, len(variants)):
+                a, b = variants[i], variants[j]
+                xa = [r.summary.get("means", {}).get(a) for r in runs]
+                xb = [r.summary.get("means", {}).get(b) for r in runs]
+                n = sum(not _nan(u) and not _nan(v) for u, v in zip(xa, xb))
+                if n >= 2:
+                    tau = kendall_tau_b(xa, xb)
+                    lines.append(f"Rank agreement of the face presets on {METRICS[base].display_name}: Kendall τ-b({a}, {b}) = {_fmt(tau)} over {n} runs.")
+    return lines
 
 
 def failure_rule(r: RunResult) -> str:
@@ -164,6 +210,9 @@ def _comparability(runs: Sequence[RunResult]) -> tuple[set[str] | None, list[str
         remarks.append(
             f"Exclusion rule NOT applied for {', '.join(not_applied)} (no CLIP model): IPS/SIS/APS then reward copying the input photo."
         )
+    for r in runs:  # issue 12: scored with the encoder the method was conditioned on
+        for w in r.run.get("warnings", []):
+            remarks.append(f"WARNING {r.name}: {w}")
     partial = [r.name for r in runs if failure_rule(r) == "partial"]
     if partial:
         remarks.append(f"{', '.join(partial)}: --partial — means over the jobs that have an image; failures are left out, not counted.")
@@ -221,6 +270,7 @@ def leaderboard(
         rule = f"applied (σ = {excl['sigma']:.4f})" if excl.get("applied") else f"NOT applied ({excl.get('reason', r.run.get('exclusion_rule'))})"
         notes.append(f"{r.name}: faces = {r.run['models'].get('faces')}; CLIP = {r.run['models'].get('clip')}; exclusion rule {rule}")
     comparable, remarks = _comparability(runs)
+    remarks = remarks + preset_agreement(runs, cols)
 
     def table(title: str, select, expected_of) -> Table | None:
         rows, intervals = [], {}
@@ -230,14 +280,14 @@ def leaderboard(
                 continue
             rows.append((r.name, _row(r, frame, cols, expected_of(r))))
             if ci is not None:
-                intervals[r.name] = report_intervals(frame, cols, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
+                intervals[r.name] = row_intervals(frame, cols, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
         if not rows:
             return None
         note = interval_note(ci, n_boot, seed, resample) if any(intervals.values()) else ""
         return Table(title, cols + COUNT_COLUMNS, rows, notes, comparable, remarks, intervals, note)
 
     if ci is not None:
-        from stellar.report.stats import interval_note, report_intervals
+        from stellar.report.stats import interval_note, row_intervals
 
     def jobs(r: RunResult, part: str | None = None, key: str | None = None) -> int | None:
         j = r.run.get("jobs")

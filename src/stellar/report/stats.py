@@ -72,7 +72,7 @@ import pandas as pd
 from stellar.errors import StellarError
 from stellar.metrics import aggregate as agg
 from stellar.metrics.aggregate import APS_ATTRIBUTES
-from stellar.metrics.base import METRICS
+from stellar.metrics.base import METRICS, split_variant
 
 Resample = Literal["subject", "job"]
 
@@ -265,6 +265,7 @@ def table_metrics(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> 
     """Image-level metric columns of the table (in :data:`METRICS` order), plus ``aps`` when its columns exist."""
     if metrics is None:
         out = [m for m in IMAGE_METRICS if m in frame]
+        out += [c for c in frame.columns if split_variant(c)[1] is not None and split_variant(c)[0] in IMAGE_METRICS]  # ips@paper, ... (issue 12)
         return out + (["aps"] if aps_attributes(frame) else [])
     for m in metrics:
         if m == "aps":
@@ -643,7 +644,7 @@ def compare_runs(
 _REPORT_SOURCE = {"aps_img": "aps_image"}
 
 
-def report_intervals(
+def row_intervals(
     frame: pd.DataFrame,
     columns: Sequence[str],
     *,
@@ -668,6 +669,35 @@ def report_intervals(
         return {}
     ivs = bootstrap_intervals(frame, sources, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
     return {c: ivs[s] for c, s in wanted.items() if s in ivs}
+
+
+def report_intervals(
+    frame: pd.DataFrame,
+    columns: Sequence[str],
+    *,
+    by: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    resample: Resample = "subject",
+) -> dict[str, dict[str, Interval]]:
+    """:func:`row_intervals` for every row group of a run's report: ``{group: {column: Interval}}``.
+
+    Groups as :func:`interval_table`: ``by=None`` → ``{"all": …}``; ``"split"`` → ``T``/``H``;
+    ``"category"`` → one group per Stellar-T category (rows selected by
+    :func:`stellar.metrics.aggregate.category_mask`, as the tables are).
+    """
+    kw = dict(n_boot=n_boot, seed=seed, ci=ci, resample=resample)
+    if by is None:
+        groups = {"all": frame}
+    elif by == "split":
+        groups = {k: frame[frame["kind"] == k] for k in ("T", "H") if (frame["kind"] == k).any()}
+    elif by == "category":
+        cats = sorted({c for cs in frame["categories"] for c in (cs if cs is not None else [])})
+        groups = {c: frame[agg.category_mask(frame, c).to_numpy(dtype=bool)] for c in cats}
+    else:
+        raise StellarError(f"--by {by!r}: use split or category")
+    return {g: ivs for g, f in groups.items() if (ivs := row_intervals(f, columns, **kw))}
 
 
 def interval_note(ci: float, n_boot: int, seed: int, resample: str) -> str:

@@ -21,6 +21,7 @@ from stellar.models.faces.analyzer import (
     build_embedder,
     cosine_similarity,
     list_presets,
+    presets_from_names,
     similarity,
 )
 from stellar.models.faces.base import Detection, Face, FaceDetector, FaceEmbedder
@@ -41,5 +42,6 @@ __all__ = [
     "build_embedder",
     "cosine_similarity",
     "list_presets",
+    "presets_from_names",
     "similarity",
 ]

@@ -273,12 +273,28 @@ class FaceAnalyzer:
         self.reset_timings()
 
     @classmethod
-    def from_preset(cls, name: str = DEFAULT_PRESET, device: str | None = None, batch_size: int = 8) -> "FaceAnalyzer":
-        """The analyzer of preset ``name`` (``paper``, ``arcface`` or ``offline``)."""
+    def from_preset(cls, name: str = DEFAULT_PRESET, device: str | None = None, batch_size: int = 8, *, detector: FaceDetector | None = None) -> "FaceAnalyzer":
+        """The analyzer of preset ``name`` (``paper``, ``arcface`` or ``offline``).
+
+        ``detector``: an already built instance of the preset's detector to use (shared between
+        presets, :func:`presets_from_names`); its protocol is the same as a freshly built one's.
+        """
         if name not in PRESETS:
             raise UnknownFaceModelError("preset", name, list(PRESETS))
         p = PRESETS[name]
-        return cls(p.detector, p.embedder, device=device, batch_size=batch_size, preset=name)
+        return cls(p.detector if detector is None else detector, p.embedder, device=device, batch_size=batch_size, preset=name)
+
+    @property
+    def encoder_names(self) -> set[str]:
+        """Names a generator may declare for this analyzer's face encoder (lower case): the embedder
+        name, its registry cards and, for a named preset, the preset name — what the biased-encoder
+        check (issue 12) compares a generated set's ``face_encoder`` declaration with."""
+        names = {self.embedder_name.lower()}
+        if self.embedder_name in EMBEDDERS:
+            names |= {c.lower() for c in EMBEDDERS[self.embedder_name].cards}
+        if self.preset:
+            names.add(self.preset.lower())
+        return names
 
     def _protocol(self) -> str:
         from stellar.models.loading import weights_identity
@@ -312,13 +328,27 @@ class FaceAnalyzer:
         """Zero the per-stage seconds (decode, detect, align, embed) and the image / face counts."""
         self.timings = {"decode": 0.0, "detect": 0.0, "align": 0.0, "embed": 0.0, "images": 0, "faces": 0}
 
-    def analyze(self, images: Sequence[ImageInput], progress: bool = False) -> list[list[Face]]:
+    def detect(self, images: Sequence[ImageInput]) -> list[list[Detection]]:
+        """The detector's boxes of each image (batched), for :meth:`analyze` ``detections=`` — so several
+        analyzers sharing one detector (``--faces paper,offline``: both MTCNN) detect once, embed each."""
+        arrays = [_to_array(im) for im in images]
+        out: list[list[Detection]] = []
+        for start in range(0, len(arrays), self.batch_size):
+            t0 = time.perf_counter()
+            out.extend(self.detector.detect(arrays[start : start + self.batch_size]))
+            self.timings["detect"] += time.perf_counter() - t0
+        return out
+
+    def analyze(self, images: Sequence[ImageInput], progress: bool = False, detections: Sequence[Sequence[Detection]] | None = None) -> list[list[Face]]:
         """Faces of each image, largest box first.
 
         Args:
             images: paths (decoded with :func:`stellar.images.load_image`), PIL images or HxWx3 uint8
                 RGB arrays.
             progress: show a progress bar over batches.
+            detections: the detector's output for ``images`` when already known (from :meth:`detect`
+                of an analyzer with the same detector): detection is skipped, only alignment and
+                embedding run.
 
         Returns:
             One list of :class:`Face` per image (``[]`` when no face is found).
@@ -335,18 +365,21 @@ class FaceAnalyzer:
             starts = tqdm(starts, desc="faces", unit="batch")
         for start in starts:
             chunk = images[start : start + self.batch_size]
-            results.extend(self._analyze_batch(chunk))
+            known = None if detections is None else detections[start : start + self.batch_size]
+            results.extend(self._analyze_batch(chunk, known))
         return results
 
     def analyze_one(self, image: ImageInput) -> list[Face]:
         """Faces of a single image, largest first."""
         return self.analyze([image])[0]
 
-    def _analyze_batch(self, chunk: Sequence[ImageInput]) -> list[list[Face]]:
+    def _analyze_batch(self, chunk: Sequence[ImageInput], known: Sequence[Sequence[Detection]] | None = None) -> list[list[Face]]:
         t0 = time.perf_counter()
         arrays = [_to_array(im) for im in chunk]
         t1 = time.perf_counter()
-        detections = self.detector.detect(arrays)
+        if known is not None and len(known) != len(arrays):
+            raise StellarError(f"analyze() got {len(arrays)} images but {len(known)} detection lists")
+        detections = self.detector.detect(arrays) if known is None else [list(d) for d in known]
         t2 = time.perf_counter()
         # Drop degenerate boxes (zero width / height): nothing to align or embed.
         detections = [[d for d in dets if d.area > 0] for dets in detections]
@@ -386,6 +419,23 @@ def _face(d: Detection, embedding: np.ndarray) -> Face:
     box = np.asarray(d.box, dtype=np.float32)
     lm = None if d.landmarks5 is None else np.asarray(d.landmarks5, dtype=np.float32)
     return Face(box=box, score=float(d.score), landmarks5=lm, embedding=embedding, area=d.area)
+
+
+def presets_from_names(names: Sequence[str], device: str | None = None, batch_size: int = 8) -> dict[str, "FaceAnalyzer"]:
+    """``{preset: analyzer}`` for ``--faces paper,offline``: presets naming the same detector share ONE
+    detector instance, which the engine's face scorer then runs once per image for all of them."""
+    names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    if not names:
+        raise StellarError("--faces: name at least one preset (paper, arcface, offline)")
+    detectors: dict[str, Any] = {}
+    out: dict[str, FaceAnalyzer] = {}
+    for n in names:
+        if n not in PRESETS:
+            raise UnknownFaceModelError("preset", n, list(PRESETS))
+        det = detectors.get(PRESETS[n].detector)
+        out[n] = FaceAnalyzer.from_preset(n, device=device, batch_size=batch_size, detector=det)
+        detectors.setdefault(PRESETS[n].detector, out[n].detector)
+    return out
 
 
 def list_presets() -> list[FacePreset]:
