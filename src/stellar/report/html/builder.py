@@ -49,7 +49,7 @@ import pandas as pd
 
 from stellar.errors import StellarError
 from stellar.fileio import atomic_write_bytes, atomic_write_text, json_bytes, write_if_changed
-from stellar.metrics.base import METRICS
+from stellar.metrics.base import METRICS, split_variant
 from stellar.report.html import plots
 from stellar.report.html.thumbs import make_thumbnails, unused_thumbnails
 from stellar.metrics import aggregate as agg
@@ -455,10 +455,16 @@ def build_html_report(
     flags = comparability(runs, counts)
 
     # ---- metrics shown per image
-    metric_cols = [m for m in METRICS if m in IMAGE_METRICS and any(m in r.per_image for r in runs)]
+    # image metrics in METRICS order; face-preset variants (``ips@paper``) after their base metric
+    present = list(dict.fromkeys(c for r in runs for c in r.per_image.columns if split_variant(c)[0] in IMAGE_METRICS))
+    metric_cols = [c for m in METRICS if m in IMAGE_METRICS for c in present if split_variant(c)[0] == m]
     if any("aps_image" in r.per_image for r in runs):
         metric_cols.append("aps_image")
-    labels = {m: ("APS-img" if m == "aps_image" else METRICS[m].display_name) for m in metric_cols}
+    def label(c: str) -> str:
+        base, variant = split_variant(c)
+        return METRICS[base].display_name + (f"@{variant}" if variant else "")
+
+    labels = {m: ("APS-img" if m == "aps_image" else label(m)) for m in metric_cols}
 
     # ---- jobs: union of the runs' jobs in first-seen order
     dataset = _dataset_of(runs, warnings)
@@ -620,7 +626,7 @@ def build_html_report(
         "runs": names,
         "metrics": metric_cols,
         "labels": labels,
-        "higher": {m: (True if m == "aps_image" else METRICS[m].higher_is_better) for m in metric_cols},
+        "higher": {m: (True if m == "aps_image" else METRICS[split_variant(m)[0]].higher_is_better) for m in metric_cols},
         "statuses": statuses,
         "categories": list(categories),
         "n_rows": len(gallery),
