@@ -91,9 +91,12 @@ def test_leaderboard_numbers_equal_csv(runs, tmp_path):
     except ImportError:  # intervals absent until the statistics layer is installed, and labelled so
         assert "no CI" in html and data["statistics"]["available"] is False
     else:
-        iv = stats.report_intervals(loaded[0].per_image, ["ips"], n_boot=1000, seed=0)["all"]["ips"]
+        iv = stats.bootstrap_intervals(loaded[0].per_image, ["ips"], n_boot=1000, seed=0)["ips"]
         assert data["statistics"]["ci"]["Leaderboard"]["alpha"]["ips"] == [iv.lo, iv.hi]
-        assert f"[{iv.lo:.4f}, {iv.hi:.4f}]" in html and "no CI" not in html
+        assert f"title='[{iv.lo:.4f}, {iv.hi:.4f}]'>± {(iv.hi - iv.lo) / 2:.4f}<" in html and "no CI" not in html
+        # the same ± as `stellar report --format md`
+        md = render(leaderboard(loaded, ci=0.95), "md")
+        assert f"± {iv.half_width:.4f}" in md
         assert data["statistics"]["pairs"] or data["statistics"]["pairs_reason"] in html
 
 

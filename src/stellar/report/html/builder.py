@@ -49,7 +49,7 @@ import pandas as pd
 
 from stellar.errors import StellarError
 from stellar.fileio import atomic_write_bytes, atomic_write_text, json_bytes, write_if_changed
-from stellar.metrics.base import METRICS
+from stellar.metrics.base import METRICS, split_variant
 from stellar.report.html import plots
 from stellar.report.html.thumbs import make_thumbnails, unused_thumbnails
 from stellar.metrics import aggregate as agg
@@ -222,15 +222,16 @@ def comparability(runs: Sequence[RunResult], counts: dict[str, dict]) -> dict[st
 def statistics(
     runs: Sequence[RunResult], sections: dict[str, list[Table]], *, ci: float = 0.95, n_boot: int = 1000, seed: int = 0, resample: str = "subject"
 ) -> dict:
-    """Confidence intervals of every leaderboard cell and the pairwise verdicts of ``stellar compare``.
+    """The intervals of every leaderboard cell and the pairwise verdicts of ``stellar compare``.
 
-    Both come from :mod:`stellar.report.stats` (``report_intervals``, ``compare_runs``); where that
-    module is not installed, returns ``{"available": False, "reason": …}`` and the page labels every
-    mean "no CI" instead of inventing an interval. Runs that ``stellar compare`` refuses to pair
-    (different jobs or protocols) get no verdicts, with its reason on the page.
+    The intervals are those the leaderboard tables carry (``Table.intervals``, computed by
+    :func:`stellar.report.leaderboard.leaderboard` with ``ci``: the same numbers as ``stellar report
+    --ci``); the verdicts and probabilities of being best come from
+    :func:`stellar.report.stats.compare_runs` with the same settings. Runs that ``stellar compare``
+    refuses to pair (different jobs or protocols) get no verdicts, with its reason on the page.
 
     Returns ``{"available", "note", "ci": {table title: {run: {column: [lo, hi]}}}, "pairs": […],
-    "best": […], "pairs_reason"}``.
+    "best": […], "pairs_reason", "compare_settings"}``.
     """
     try:
         from stellar.report import stats as st
@@ -238,25 +239,20 @@ def statistics(
         if exc.name != "stellar.report.stats":
             raise
         return {"available": False, "reason": "the statistics layer (stellar.report.stats) is not part of this installation"}
-    kw = dict(n_boot=n_boot, seed=seed, ci=ci, resample=resample)
-    titles = {"overall": lambda g: sections["overall"][0].title if sections["overall"] else None,
-              "split": lambda g: {"T": "Stellar-T prompts", "H": "Stellar-H prompts"}.get(g),
-              "category": lambda g: f"Category: {g}"}  # fmt: skip
     cis: dict[str, dict[str, dict[str, list[float]]]] = {}
-    for section, by in (("overall", None), ("split", "split"), ("category", "category")):
-        columns = sorted({c for t in sections[section] for c in t.columns})
-        for r in runs:
-            for group, ivs in st.report_intervals(r.per_image, columns, by=by, **kw).items():
-                title = titles[section](group)
+    notes = []
+    for tables in sections.values():
+        for t in tables:
+            notes.append(getattr(t, "interval_note", ""))
+            for name, ivs in (getattr(t, "intervals", None) or {}).items():
                 for col, iv in ivs.items():
                     if math.isfinite(iv.lo) and math.isfinite(iv.hi):
-                        cis.setdefault(title, {}).setdefault(r.name, {})[col] = [iv.lo, iv.hi]
-    how = "cluster bootstrap over subjects" if resample == "subject" else "bootstrap over jobs"
-    note = f"the {ci * 100:g} % percentile interval ({how}, {n_boot} replicates, seed {seed})"
+                        cis.setdefault(t.title, {}).setdefault(name, {})[col] = [iv.lo, iv.hi]
+    note = next((n for n in notes if n), f"± = half-width of the {ci * 100:g} % percentile interval")
     out = {"available": True, "note": note, "ci": cis, "pairs": [], "best": []}
     if len(runs) > 1:
         try:
-            cmp = st.compare_runs(runs, **kw)
+            cmp = st.compare_runs(runs, n_boot=n_boot, seed=seed, ci=ci, resample=resample)
         except StellarError as exc:
             out["pairs_reason"] = str(exc).splitlines()[0]
         else:
@@ -268,9 +264,9 @@ def statistics(
 
 
 # ------------------------------------------------------------------------------------ leaderboard
-def leaderboard_sections(runs: Sequence[RunResult]) -> dict[str, list[Table]]:
-    """The tables of ``stellar report`` overall, per kind and per category (the same function)."""
-    return {"overall": leaderboard(runs), "split": leaderboard(runs, by="split"), "category": leaderboard(runs, by="category")}
+def leaderboard_sections(runs: Sequence[RunResult], **ci) -> dict[str, list[Table]]:
+    """The tables of ``stellar report`` overall, per kind and per category (the same function, same ``ci`` options)."""
+    return {"overall": leaderboard(runs, **ci), "split": leaderboard(runs, by="split", **ci), "category": leaderboard(runs, by="category", **ci)}
 
 
 def leaderboard_json(sections: dict[str, list[Table]]) -> list[dict]:
@@ -308,8 +304,8 @@ def _table_html(t: Table, counts_cols: set[str], stats: dict, flags: dict[str, l
             is_best = _num(v) is not None and t.is_best(name, c, v, best)
             text = _fmt(v)
             interval = (stats.get("ci", {}).get(t.title, {}).get(name, {}) or {}).get(c) if ci else None
-            if interval:
-                text += f" <span class='ci'>[{interval[0]:.4f}, {interval[1]:.4f}]</span>"
+            if interval and _num(v) is not None:  # mean ± half-width, as every other format; the bounds on hover
+                text += f" <span class='ci' title='[{interval[0]:.4f}, {interval[1]:.4f}]'>± {(interval[1] - interval[0]) / 2:.4f}</span>"
             cls = "num" + (" best" if is_best else "") + (" count" if c in counts_cols else "")
             tds.append(f"<td class='{cls}' data-col='{html.escape(c)}' data-value='{'' if _num(v) is None else repr(float(v))}'>{'★ ' if is_best else ''}{text}</td>")
         flag = flags.get(name) or []
@@ -324,7 +320,7 @@ def _table_html(t: Table, counts_cols: set[str], stats: dict, flags: dict[str, l
 # ------------------------------------------------------------------------------------------ builder
 #: Cache of the statistics and plots, keyed by the digest of the runs' results files.
 DERIVED_FILE = ".derived-cache.json"
-DERIVED_VERSION = 2  # bump when statistics or plots change
+DERIVED_VERSION = 3  # bump when statistics or plots change
 
 
 def _inputs_digest(runs: Sequence[RunResult], settings: dict) -> str:
@@ -445,7 +441,10 @@ def build_html_report(
     stats_settings = {"ci": ci, "n_boot": n_boot, "seed": seed, "resample": resample}
     digest = _inputs_digest(runs, {"stats": stats_settings, "goa": goa_found_threshold, "v": DERIVED_VERSION})
     derived = _read_derived(out, digest)
-    sections = _tables_from_json(derived["tables"]) if derived else leaderboard_sections(runs)
+    if derived:
+        sections = _tables_from_json(derived["tables"])
+    else:
+        sections = leaderboard_sections(runs, ci=ci, n_boot=n_boot, seed=seed, resample=resample) if ci is not None else leaderboard_sections(runs)
     if derived:
         stats = derived["stats"]
     elif ci is None:
@@ -456,10 +455,16 @@ def build_html_report(
     flags = comparability(runs, counts)
 
     # ---- metrics shown per image
-    metric_cols = [m for m in METRICS if m in IMAGE_METRICS and any(m in r.per_image for r in runs)]
+    # image metrics in METRICS order; face-preset variants (``ips@paper``) after their base metric
+    present = list(dict.fromkeys(c for r in runs for c in r.per_image.columns if split_variant(c)[0] in IMAGE_METRICS))
+    metric_cols = [c for m in METRICS if m in IMAGE_METRICS for c in present if split_variant(c)[0] == m]
     if any("aps_image" in r.per_image for r in runs):
         metric_cols.append("aps_image")
-    labels = {m: ("APS-img" if m == "aps_image" else METRICS[m].display_name) for m in metric_cols}
+    def label(c: str) -> str:
+        base, variant = split_variant(c)
+        return METRICS[base].display_name + (f"@{variant}" if variant else "")
+
+    labels = {m: ("APS-img" if m == "aps_image" else label(m)) for m in metric_cols}
 
     # ---- jobs: union of the runs' jobs in first-seen order
     dataset = _dataset_of(runs, warnings)
@@ -621,7 +626,7 @@ def build_html_report(
         "runs": names,
         "metrics": metric_cols,
         "labels": labels,
-        "higher": {m: (True if m == "aps_image" else METRICS[m].higher_is_better) for m in metric_cols},
+        "higher": {m: (True if m == "aps_image" else METRICS[split_variant(m)[0]].higher_is_better) for m in metric_cols},
         "statuses": statuses,
         "categories": list(categories),
         "n_rows": len(gallery),
@@ -714,7 +719,7 @@ def _page(runs, sections, stats, counts, flags, failure_counts, plot_html, warni
     if remarks:
         lb_parts.insert(0, "".join(f"<p class='remark'>{esc(r)}</p>" for r in remarks))
     if stats.get("available"):
-        ci_note = f"[lo, hi] = {esc(stats.get('note', ''))}."
+        ci_note = f"{esc(stats.get('note', ''))}; hover a cell for the interval's bounds."
     else:
         ci_note = f"no CI: {esc(stats.get('reason', 'intervals not computed'))}; means only."
     # pairwise verdicts (stellar compare) and probability of being best
