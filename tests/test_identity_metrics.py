@@ -166,3 +166,17 @@ def test_aps_weighted_unique_photos_equals_duplicated_rows():
     res = attribute_preservation(ref, y, gen, ["A"], photo_ids=ids)
     dup = LogisticRegression().fit(ref, y[:, 0])
     assert res.predictions[:, 0].tolist() == dup.predict(gen).tolist()
+
+
+def test_hard_prediction_auc_closed_form_equals_sklearn():
+    """APS uses (TPR + TNR) / 2 for ±1 predictions; it must equal sklearn's ROC-AUC exactly."""
+    from sklearn.metrics import roc_auc_score
+
+    from stellar.metrics.identity import _roc_auc_hard
+
+    rng = np.random.default_rng(3)
+    for n in (2, 5, 17, 400):
+        labels = rng.choice([-1, 1], n)
+        labels[:2] = [-1, 1]
+        for predictions in (rng.choice([-1, 1], n), labels.copy(), -labels, np.ones(n, int)):
+            assert _roc_auc_hard(labels, predictions) == pytest.approx(roc_auc_score(labels, predictions), abs=1e-12)

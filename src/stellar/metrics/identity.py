@@ -171,9 +171,22 @@ def aps_from_predictions(labels: np.ndarray, predictions: np.ndarray, attributes
 
 
 def _roc_auc_hard(labels: np.ndarray, predictions: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
+    """ROC-AUC of hard ±1 predictions against ±1 labels (both classes present).
 
-    return float(roc_auc_score(labels, predictions))
+    For a binary score the ROC curve has one inner point, so AUC = (1 + TPR − FPR) / 2 =
+    (TPR + TNR) / 2 — exactly what ``sklearn.metrics.roc_auc_score`` returns, without its per-call
+    overhead (a report computes it per attribute per table group). Other scores go to sklearn.
+    """
+    labels = np.asarray(labels)
+    predictions = np.asarray(predictions)
+    if not np.isin(predictions, (-1, 1)).all():
+        from sklearn.metrics import roc_auc_score
+
+        return float(roc_auc_score(labels, predictions))
+    positive = labels == 1
+    tpr = float(np.mean(predictions[positive] == 1))
+    tnr = float(np.mean(predictions[~positive] == -1))
+    return (tpr + tnr) / 2
 
 
 def attribute_preservation(
