@@ -114,8 +114,10 @@ def test_lora_is_merged_into_the_backbones(folder, tmp_path, model):
     """Without the adapter's deltas (B = 0) the embeddings differ: the LoRA weights are really applied."""
     plain = tmp_path / "plain"
     shutil.copytree(folder, plain)
-    adapter = torch.load(plain / "ensemble_lora" / "adapter_model.bin", weights_only=True)
-    torch.save({k: (torch.zeros_like(v) if "lora_B" in k else v) for k, v in adapter.items()}, plain / "ensemble_lora" / "adapter_model.bin")
+    from safetensors.torch import load_file, save_file
+
+    adapter = load_file(str(plain / "ensemble_lora" / "adapter_model.safetensors"))
+    save_file({k: (torch.zeros_like(v) if "lora_B" in k else v) for k, v in adapter.items()}, str(plain / "ensemble_lora" / "adapter_model.safetensors"))
     base = ds_mod.load_dreamsim(str(plain), device="cpu")
     ims = images(2)
     assert np.abs(base.encode_images(ims) - model.encode_images(ims)).max() > 1e-3
@@ -178,6 +180,15 @@ def test_same_embeddings_as_the_dreamsim_package(folder, model, monkeypatch):
     assert ds_mod.distance(emb[0], emb[1]) == pytest.approx(float(dist[0]), abs=2e-5)
 
 
+def test_an_older_peft_bin_adapter_loads_the_same(folder, tmp_path, model):
+    from stellar.testing import tiny_dreamsim_folder
+
+    other = tiny_dreamsim_folder(tmp_path / "bin", image_size=SIZE, adapter_format="bin")
+    assert not (other / "ensemble_lora" / "adapter_model.safetensors").exists()
+    ims = images(2)
+    np.testing.assert_allclose(ds_mod.load_dreamsim(str(other), device="cpu").encode_images(ims), model.encode_images(ims), atol=1e-6)
+
+
 def test_batching_equals_one_by_one(model):
     ims = images(5)
     together = model.encode_images(ims)
@@ -234,6 +245,17 @@ def test_copies_of_the_input_photo_score_zero(synthetic, tmp_path, model):
     evaluate(ds, gen, tmp_path / "run", EvalConfig(metrics=("dreamsim",), batch_size=4), cache=None, scorers=[DreamSimScorer(model, 4)], progress=False)
     df = pd.read_parquet(tmp_path / "run" / "per_image.parquet")
     np.testing.assert_allclose(df["dreamsim"], 0.0, atol=1e-5)
+
+
+def test_a_missing_generated_image_scores_the_failure_value_2(synthetic, tmp_path, model):
+    ds = StellarDataset(synthetic)
+    gen = _copy_set(ds, tmp_path / "copy")
+    gone = sorted(gen.iterdir())[0]
+    gone.unlink()
+    evaluate(ds, gen, tmp_path / "run", EvalConfig(metrics=("dreamsim",), batch_size=4), cache=None, scorers=[DreamSimScorer(model, 4)], progress=False)
+    df = pd.read_parquet(tmp_path / "run" / "per_image.parquet").set_index("name")
+    assert df.loc[gone.stem, "dreamsim"] == 2.0  # worse than any image (copies score 0)
+    assert (df.drop(index=gone.stem)["dreamsim"] < 1e-5).all()
 
 
 def test_cli_evaluate_dreamsim_with_a_tiny_ensemble(synthetic, tmp_path, folder, capsys, monkeypatch):

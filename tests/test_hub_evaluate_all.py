@@ -84,7 +84,7 @@ def tiny_repos(tmp_path_factory):
     dreamsim = tiny_dreamsim_folder(root / "dreamsim")
     zipped = io.BytesIO()
     with zipfile.ZipFile(zipped, "w") as z:  # the release zip's layout (dreamsim 0.2.1 download_weights)
-        for member in ("ensemble_lora/adapter_config.json", "ensemble_lora/adapter_model.bin", "clip_vitb16_pretrain.pth.tar", "open_clip_vitb16_pretrain.pth.tar"):
+        for member in ("ensemble_lora/adapter_config.json", "ensemble_lora/adapter_model.safetensors", "clip_vitb16_pretrain.pth.tar", "open_clip_vitb16_pretrain.pth.tar"):
             z.write(dreamsim / member, member)
     # card -> the content of each of its URL sources, in order
     urls = {"laion-aesthetic-v2": [aesthetic], "hpsv1": [(hps1 / "hpc.pt").read_bytes()],

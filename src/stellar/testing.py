@@ -387,7 +387,7 @@ def tiny_hpsv1_folder(folder: str | Path, *, seed: int = 0) -> Path:
 TINY_DREAMSIM_VIT = {"patch_size": 8, "embed_dim": 32, "depth": 12, "num_heads": 2, "mlp_ratio": 2.0}
 
 
-def tiny_dreamsim_folder(folder: str | Path, *, seed: int = 0, image_size: int = 32, proj_dim: int = 16, lora_r: int = 2) -> Path:
+def tiny_dreamsim_folder(folder: str | Path, *, seed: int = 0, image_size: int = 32, proj_dim: int = 16, lora_r: int = 2, adapter_format: str = "safetensors") -> Path:
     """Save a tiny random DreamSim ensemble in the released formats to ``folder``: the DINO backbone as a
     plain state dict (``dino_vitbase16_pretrain.pth``), the CLIP / OpenCLIP backbones converted to the DINO
     layout as ``{"state_dict": {..., "proj": P}}`` (``*_pretrain.pth.tar``), a PEFT LoRA adapter on every
@@ -422,5 +422,10 @@ def tiny_dreamsim_folder(folder: str | Path, *, seed: int = 0, image_size: int =
             adapter[f"{base}.lora_B.weight"] = 0.1 * torch.randn(3 * dim, lora_r, generator=gen)
     cfg = {"r": lora_r, "lora_alpha": 0.5, "lora_dropout": 0.3, "bias": "none", "target_modules": ["qkv"], "peft_type": "LORA"}
     (folder / "ensemble_lora" / "adapter_config.json").write_text(json.dumps(cfg))
-    torch.save(adapter, folder / "ensemble_lora" / "adapter_model.bin")
+    if adapter_format == "bin":
+        torch.save(adapter, folder / "ensemble_lora" / "adapter_model.bin")
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in adapter.items()}, str(folder / "ensemble_lora" / "adapter_model.safetensors"))
     return folder

@@ -14,8 +14,8 @@ to learn the computation and rebuild it here from plain torch modules, loading t
   extra ``proj`` matrix; ``pos_drop`` is CLIP's ``ln_pre`` LayerNorm, eps 1e-5, QuickGELU) and
   ``open_clip_vitb16`` (OpenCLIP ViT-B/16 LAION-400M, same conversion, ``open_clip_vitb16_pretrain.pth.tar``,
   eps 1e-5, GELU);
-- the LoRA adapter ``ensemble_lora/`` (PEFT format: ``adapter_config.json`` + ``adapter_model.bin`` or
-  ``.safetensors``), merged into the backbone weights: W ← W + (lora_alpha / r) · B·A for every adapted
+- the LoRA adapter ``ensemble_lora/`` (PEFT format: ``adapter_config.json`` + ``adapter_model.safetensors``
+  — what other projects' DreamSim caches list for this zip; a folder may hold the older ``.bin``), merged into the backbone weights: W ← W + (lora_alpha / r) · B·A for every adapted
   linear layer (exact at inference: LoRA dropout is inactive).
 
 The computation (``dreamsim(pretrained=True, normalize_embeds=True, dreamsim_type="ensemble")``):
@@ -355,7 +355,7 @@ def load_dreamsim(spec: str | None = None, *, device: str | None = None, batch_s
             raise StellarError(f"DreamSim: {spec!r} is neither a folder nor a model card.\n  fix: pass {DREAMSIM_CARD!r} or a folder")
         files = {s.file: registry.resolve_file(card.name, s.file) for s in ENSEMBLE}
         cfg_file = registry.resolve_file(card.name, ADAPTER_CONFIG)
-        adapter_file = registry.resolve_file(card.name, "adapter_model.bin")
+        adapter_file = registry.resolve_file(card.name, ADAPTER_WEIGHTS[0])
         arch_file = Path(adapter_file).parent / ARCH_FILE  # none for the real card (tests put a tiny one there)
         if arch_file.is_file():
             folder, arch = arch_file.parent, json.loads(arch_file.read_text())
