@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q -e '.[dev]'
 	$(PIP) install -q --no-deps facenet-pytorch==2.6.0  # test-only parity oracle (pins an old torch)
+	$(PIP) install -q --no-deps dreamsim==0.2.1  # test-only parity oracle of our DreamSim loader (the package's own loading needs torch.hub)
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -2,20 +2,22 @@
 
 Every model folder is served by the loopback hub (tests/hub_helpers.py) under its card's real repo id,
 revision and file names, as *tiny* random models (stellar.testing) — CLIP bigG and ViT-L/14, OWL-ViT,
-DINO, PickScore and its processor, HPSv2, ImageReward and its BERT vocabulary — and the aesthetic head
-and HPSv1's ``hpc.pt`` by a loopback file server under their cards' URL paths. Faces use the ``offline`` preset (MTCNN and dlib weights copied from the installed
+DINO, PickScore and its processor, HPSv2, ImageReward and its BERT vocabulary — and the aesthetic head,
+HPSv1's ``hpc.pt`` and DreamSim's checkpoint zip + DINO backbone by a loopback file server under their cards' URL paths. Faces use the ``offline`` preset (MTCNN and dlib weights copied from the installed
 PyPI packages). The cards are the shipped ones, unchanged, except the aesthetic card's URL host. One
 test-only step: tiny HPS checkpoints are not ViT-H-14 / ViT-L-14, so their ``open_clip_config.json`` is put next
-to the fetched files (the real card needs none). After the fetch the run is offline and the servers
+to the fetched files (the real card needs none), and the tiny DreamSim ensemble its ``dreamsim_config.json``. After the fetch the run is offline and the servers
 count no request: evaluation reads only the verified cache.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import urllib.parse
+import zipfile
 
 import pytest
 
@@ -48,7 +50,7 @@ def tiny_repos(tmp_path_factory):
 
     from stellar.testing import (
         tiny_aesthetic_weights, tiny_clip_folder, tiny_dino_folder, tiny_hps_folder, tiny_hpsv1_folder, tiny_image_reward_folder,
-        tiny_owlvit_folder,
+        tiny_dreamsim_folder, tiny_owlvit_folder,
     )  # fmt: skip
 
     root = tmp_path_factory.mktemp("tiny-hub")
@@ -79,8 +81,16 @@ def tiny_repos(tmp_path_factory):
     }
     aesthetic = tiny_aesthetic_weights(root / "aesthetic.pth", input_dim=16).read_bytes()  # 16 = tiny CLIP-L projection
     hps1 = tiny_hpsv1_folder(root / "hps1")
-    urls = {"laion-aesthetic-v2": aesthetic, "hpsv1": (hps1 / "hpc.pt").read_bytes()}
-    configs = {"hpsv2": (hps / "open_clip_config.json").read_bytes(), "hpsv1": (hps1 / "open_clip_config.json").read_bytes()}
+    dreamsim = tiny_dreamsim_folder(root / "dreamsim")
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as z:  # the release zip's layout (dreamsim 0.2.1 download_weights)
+        for member in ("ensemble_lora/adapter_config.json", "ensemble_lora/adapter_model.safetensors", "clip_vitb16_pretrain.pth.tar", "open_clip_vitb16_pretrain.pth.tar"):
+            z.write(dreamsim / member, member)
+    # card -> the content of each of its URL sources, in order
+    urls = {"laion-aesthetic-v2": [aesthetic], "hpsv1": [(hps1 / "hpc.pt").read_bytes()],
+            "dreamsim-ensemble": [zipped.getvalue(), (dreamsim / "dino_vitbase16_pretrain.pth").read_bytes()]}  # fmt: skip
+    configs = {"hpsv2": (hps / "open_clip_config.json").read_bytes(), "hpsv1": (hps1 / "open_clip_config.json").read_bytes(),
+               "dreamsim-ensemble": (dreamsim / "dreamsim_config.json").read_bytes()}  # fmt: skip
     return repos, urls, configs
 
 
@@ -95,13 +105,15 @@ def servers(tiny_repos, tmp_path, monkeypatch):
         for source in card.sources:
             if isinstance(source, HfSource) and source.repo_id in repos:
                 hub.add(source.repo_id, repos[source.repo_id], source.revision if source.pinned else MAIN_COMMIT)
-    for name, content in urls.items():  # URL cards: served by the loopback file server under their URL path
+    for name, contents in urls.items():  # URL cards: served by the loopback file server under their URL paths
         card = registry.get_card(name)
-        (url_source,) = card.sources
-        path = urllib.parse.unquote(urllib.parse.urlsplit(url_source.url).netloc + urllib.parse.urlsplit(url_source.url).path)
-        files.files[path] = content
-        served = dataclasses.replace(url_source, url=f"{files.url}/{urllib.parse.quote(path)}")
-        monkeypatch.setitem(registry._cards(), card.name, dataclasses.replace(card, sources=(served,)))
+        assert len(card.sources) == len(contents)
+        served = []
+        for url_source, content in zip(card.sources, contents):
+            path = urllib.parse.unquote(urllib.parse.urlsplit(url_source.url).netloc + urllib.parse.urlsplit(url_source.url).path)
+            files.files[path] = content
+            served.append(dataclasses.replace(url_source, url=f"{files.url}/{urllib.parse.quote(path)}"))
+        monkeypatch.setitem(registry._cards(), card.name, dataclasses.replace(card, sources=tuple(served)))
     monkeypatch.setenv("STELLAR_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("STELLAR_OFFLINE", "0")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
@@ -134,10 +146,10 @@ def test_first_run_fetch_verify_evaluate_report_from_an_empty_home(servers, tiny
     assert fetched == sorted(
         ["mtcnn", "dlib-shape-predictor-5", "dlib-resnet-v1", "clip-vit-bigg-14-laion2b", "owlvit-large-patch14", "dino-vits16",
          "clip-vit-l-14-openai", "laion-aesthetic-v2", "pickscore-v1", "clip-vit-h-14-laion2b-processor", "hpsv2", "hpsv1",
-         "imagereward-v1", "bert-base-uncased-tokenizer"]
+         "imagereward-v1", "bert-base-uncased-tokenizer", "dreamsim-ensemble"]
     )  # fmt: skip
     for name, config in tiny_repos[2].items():  # test-only: tiny architectures
-        (home / "models" / name / "open_clip_config.json").write_bytes(config)
+        (home / "models" / name / ("dreamsim_config.json" if name == "dreamsim-ensemble" else "open_clip_config.json")).write_bytes(config)
 
     # 2. verify: every file re-hashed; the first-fetch commit reported
     assert main(["models", "verify"]) == 0

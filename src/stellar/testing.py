@@ -381,3 +381,51 @@ def tiny_hpsv1_folder(folder: str | Path, *, seed: int = 0) -> Path:
     state.update(input_resolution=32, context_length=77, vocab_size=49408)
     torch.save({"state_dict": state}, folder / "hpc.pt")
     return folder
+
+
+# ------------------------------------------------------------------------- tiny DreamSim ensemble
+TINY_DREAMSIM_VIT = {"patch_size": 8, "embed_dim": 32, "depth": 12, "num_heads": 2, "mlp_ratio": 2.0}
+
+
+def tiny_dreamsim_folder(folder: str | Path, *, seed: int = 0, image_size: int = 32, proj_dim: int = 16, lora_r: int = 2, adapter_format: str = "safetensors") -> Path:
+    """Save a tiny random DreamSim ensemble in the released formats to ``folder``: the DINO backbone as a
+    plain state dict (``dino_vitbase16_pretrain.pth``), the CLIP / OpenCLIP backbones converted to the DINO
+    layout as ``{"state_dict": {..., "proj": P}}`` (``*_pretrain.pth.tar``), a PEFT LoRA adapter on every
+    ``attn.qkv`` (``ensemble_lora/adapter_config.json`` + ``adapter_model.bin``, keys
+    ``base_model.model.extractor_list.N.model.blocks.J.attn.qkv.lora_{A,B}.weight``, B non-zero as after
+    training) and ``dreamsim_config.json`` (the tiny architecture: ViT width 32, 12 blocks as ViT-B — DreamSim reads
+    block 11 —, patch 8)."""
+    import torch
+
+    from stellar.models.dreamsim import ENSEMBLE, build_vit
+
+    folder = Path(folder)
+    (folder / "ensemble_lora").mkdir(parents=True, exist_ok=True)
+    (folder / "dreamsim_config.json").write_text(json.dumps({"vit": TINY_DREAMSIM_VIT, "image_size": image_size}))
+    gen = torch.Generator().manual_seed(seed)
+    dim = TINY_DREAMSIM_VIT["embed_dim"]
+    adapter = {}
+    for i, spec in enumerate(ENSEMBLE):
+        torch.manual_seed(seed + i)
+        model = build_vit(spec, TINY_DREAMSIM_VIT, image_size)
+        state = {k: v.clone() for k, v in model.state_dict().items()}
+        for k in ("cls_token", "pos_embed"):  # (zeros at construction) random, as trained
+            state[k] = 0.02 * torch.randn(state[k].shape, generator=gen)
+        if spec.feature == "embedding":
+            state["proj"] = torch.randn(dim, proj_dim, generator=gen) / dim**0.5
+            torch.save({"state_dict": state}, folder / spec.file)
+        else:
+            torch.save(state, folder / spec.file)
+        for j in range(TINY_DREAMSIM_VIT["depth"]):
+            base = f"base_model.model.extractor_list.{i}.model.blocks.{j}.attn.qkv"
+            adapter[f"{base}.lora_A.weight"] = 0.1 * torch.randn(lora_r, dim, generator=gen)
+            adapter[f"{base}.lora_B.weight"] = 0.1 * torch.randn(3 * dim, lora_r, generator=gen)
+    cfg = {"r": lora_r, "lora_alpha": 0.5, "lora_dropout": 0.3, "bias": "none", "target_modules": ["qkv"], "peft_type": "LORA"}
+    (folder / "ensemble_lora" / "adapter_config.json").write_text(json.dumps(cfg))
+    if adapter_format == "bin":
+        torch.save(adapter, folder / "ensemble_lora" / "adapter_model.bin")
+    else:
+        from safetensors.torch import save_file
+
+        save_file({k: v.contiguous() for k, v in adapter.items()}, str(folder / "ensemble_lora" / "adapter_model.safetensors"))
+    return folder

@@ -65,7 +65,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 #: What the Stellar paper reports (its five metrics and the standard ones it compares with) that is implemented.
 PAPER_METRICS = (
     "ips", "sis", "aps", "goa", "rfs", "clip_t", "clip_i", "dino", "aesthetic", "pick_score", "pick_score_raw", "hpsv2",
-    "hpsv1", "image_reward",
+    "hpsv1", "image_reward", "dreamsim",
 )  # fmt: skip
 
 

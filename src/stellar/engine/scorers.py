@@ -150,6 +150,7 @@ SCORERS: dict[str, str] = {
     "hpsv2": "stellar.engine.standard_scorers:build_hpsv2_scorer",
     "hpsv1": "stellar.engine.standard_scorers:build_hpsv1_scorer",
     "image_reward": "stellar.engine.standard_scorers:build_image_reward_scorer",
+    "dreamsim": "stellar.engine.standard_scorers:build_dreamsim_scorer",
 }
 
 

@@ -1,5 +1,5 @@
 """Engine scorers of the standard comparison metrics (DESIGN §6.7): DINO, PickScore, Aesthetic, HPSv2,
-HPSv1, ImageReward.
+HPSv1, ImageReward, DreamSim.
 
 Each factory has the :data:`~stellar.engine.scorers.SCORERS` signature
 ``(options, device, batch_size, metrics) -> Scorer`` and loads its model through
@@ -14,6 +14,7 @@ Each factory has the :data:`~stellar.engine.scorers.SCORERS` signature
 - ``hpsv2``: card, folder or checkpoint file (default card ``hpsv2``);
   ``hpsv2_version``: ``"v2.0"`` (default) | ``"v2.1"``;
 - ``hpsv1``: card, folder or ``hpc.pt`` (default card ``hpsv1``);
+- ``dreamsim``: card or folder of the DreamSim ensemble (default ``dreamsim-ensemble``);
 - ``image_reward``: card or folder with ``ImageReward.pt`` + ``med_config.json`` (default ``imagereward-v1``);
   ``image_reward_tokenizer``: card or folder with bert-base-uncased's ``vocab.txt`` (default: the model
   folder when it has one, else ``bert-base-uncased-tokenizer``).
@@ -30,6 +31,7 @@ from one model pass) + ``pick_score_prompt_truncated``; ``aesthetic``; ``hpsv2``
 ``hpsv1_prompt_truncated``; ``image_reward`` + ``image_reward_prompt_truncated`` (over ImageReward's
 35 tokens). ImageReward caches its final score per (image content hash, prompt) — the text encoder
 cross-attends to the image, so there is no separable text or image feature worth caching.
+``dreamsim`` = 1 − cos of the DreamSim embeddings of the input photo and the generated image (both cached).
 
 Each scorer counts model work in ``encoded`` (``{"generated", "reference", "text"}``: items that went
 through the model, cache hits excluded) — reported by tests and useful for benchmarks.
@@ -257,6 +259,28 @@ class ImageRewardScorer:
         return [{"image_reward": found[k][0], "image_reward_prompt_truncated": found[k][1]} for k in keys]
 
 
+class DreamSimScorer:
+    """``dreamsim`` = 1 − cos(DreamSim(input photo), DreamSim(generated image)) (:mod:`stellar.models.dreamsim`;
+    the embeddings are centred and L2-normalised, cached per image content hash)."""
+
+    name = "dreamsim"
+    metrics = ("dreamsim",)
+
+    def __init__(self, model, batch_size: int = 8):
+        self.model = model  # stellar.models.dreamsim.DreamSimModel (or anything with encode_images/protocol)
+        self.protocol = model.protocol
+        self.batch_size = batch_size
+        self.encoded: Counter = Counter()
+
+    def score(self, items: Sequence[ScoringItem], cache: FeatureCache) -> list[dict[str, object]]:
+        if not items:
+            return []
+        gen, n_gen = _generated(cache, self.protocol, items, self.model.encode_images, self.batch_size)
+        ref, n_ref = _references(cache, self.protocol, items, self.model.encode_images, self.batch_size)
+        self.encoded.update(generated=n_gen, reference=n_ref)
+        return [{"dreamsim": float(1.0 - np.dot(g.astype(np.float64), r.astype(np.float64)))} for g, r in zip(gen, ref)]
+
+
 # ------------------------------------------------------------------------------- factories (SCORERS)
 def build_dino_scorer(options: dict, device: str | None, batch_size: int, metrics: tuple[str, ...]) -> DinoScorer:
     from stellar.models.standard import load_dino
@@ -297,3 +321,9 @@ def build_image_reward_scorer(options: dict, device: str | None, batch_size: int
 
     model = load_image_reward(options.get("image_reward"), options.get("image_reward_tokenizer"), device=device, batch_size=batch_size)
     return ImageRewardScorer(model, batch_size=batch_size)
+
+
+def build_dreamsim_scorer(options: dict, device: str | None, batch_size: int, metrics: tuple[str, ...]) -> DreamSimScorer:
+    from stellar.models.dreamsim import load_dreamsim
+
+    return DreamSimScorer(load_dreamsim(options.get("dreamsim"), device=device, batch_size=batch_size), batch_size=batch_size)

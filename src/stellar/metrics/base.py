@@ -21,6 +21,11 @@ Each is the worst value a real image can reach in practice, so a failure never s
   ImageReward's training comparisons and is unbounded; −3 (three standard deviations below that mean)
   is our choice of a value below what real generations score in practice. A deliberate choice, not a
   property of the model (README, standard metrics).
+- DreamSim (lower is better): **2** (:data:`DREAMSIM_FAILURE`) — the distance's bound: 1 − cos of
+  centred, L2-normalised embeddings lies in [0, 2]. Unlike the similarities above (whose 0 floor is
+  below every real pair), DreamSim centres its embeddings, so a real pair can land beyond 1 (a
+  negative centred cosine); we have not measured its practical range on real weights, so only the
+  bound guarantees a failure never scores better than an image (README, standard metrics).
 - APS (dataset level, no value): the failed job's prediction is the wrong class for every attribute.
 - FDFR: **1** — a job without a decodable image is a detection failure (DESIGN §6.10).
 - CPS (lower is better): **1** — IPS(g, x) at its maximum 1 and the other photos at the 0 floor that
@@ -44,6 +49,8 @@ from typing import Literal
 
 #: ImageReward's failure value (module docstring): 3 standard deviations below its normalised mean.
 IMAGE_REWARD_FAILURE = -3.0
+#: DreamSim distance of a failed job: the bound of 1 − cos (see the module docstring).
+DREAMSIM_FAILURE = 2.0
 
 Need = Literal["generated", "reference", "references", "prompt", "detectables", "triplets", "attributes"]
 
@@ -179,6 +186,11 @@ METRICS: dict[str, MetricInfo] = _MetricTable({
             "image_reward", "ImageReward", True, ("generated", "prompt"), ("image_reward",), "image", False,
             "ImageReward v1.0: BLIP ViT-L + cross-attending BERT + MLP reward of (prompt, image), normalised by the published mean/std.",
             failure_value=IMAGE_REWARD_FAILURE,
+        ),
+        MetricInfo(
+            "dreamsim", "DreamSim", False, ("generated", "reference"), ("dreamsim",), "image", False,
+            "DreamSim distance (ensemble: DINO ViT-B/16 + CLIP ViT-B/16 + OpenCLIP ViT-B/16 with LoRA) between the input photo and the generated image: 1 - cosine of centred, normalised embeddings, in [0, 2].",
+            failure_value=DREAMSIM_FAILURE,
         ),
         MetricInfo(
             "fdfr", "FDFR", False, ("generated",), ("faces",), "image", False,

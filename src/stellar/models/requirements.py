@@ -47,6 +47,7 @@ COMPONENT_EXTRAS: dict[str, str] = {
 ROLE_EXTRAS: dict[str, str] = {
     "clip": "clip", "detector": "clip", "relation": "clip", "dino": "clip", "clip-l14": "clip",
     "aesthetic": "clip", "pickscore": "clip", "hpsv2": "hps", "hpsv1": "hps", "image_reward": "clip",
+    "dreamsim": "clip",
 }  # fmt: skip
 
 
@@ -84,6 +85,7 @@ def _role_cards(role: str, options: RunOptions) -> list[str]:
         "hpsv2": [opt.get("hpsv2") or standard.HPS_CARD],
         "hpsv1": [opt.get("hpsv1") or standard.HPS_V1_CARD],
         "image_reward": _image_reward_cards(opt),
+        "dreamsim": [opt.get("dreamsim") or "dreamsim-ensemble"],
     }
     # a role not listed here (a metric added without an entry) is not checked: its scorer still resolves its
     # own weights and fails with the fetch command, as before this check existed
