@@ -692,3 +692,20 @@ def test_sidecar_prompt_filled_with_any_subject_token_is_matched_by_image_path(s
     gs = GeneratedSet(gen, ds, kinds=("H",))
     assert not [p for p in gs.problems() if p.severity == "error"]
     assert [gs.report.matched[j.name].path.name for j in jobs] == [f"img_{k:04d}.png" for k in range(len(jobs))]
+
+
+@pytest.mark.parametrize("where", ["dataset", "dataset/sub", "generated"])
+def test_evaluate_out_inside_an_input_folder_is_refused(synthetic, tmp_path, capsys, where):
+    """`--out` = the dataset (or inside it, or the generated set) wrote run files into the input and
+    changed its fingerprint; it is refused before anything is read or written."""
+    gen = tmp_path / "generated"
+    gen.mkdir()
+    out = {"dataset": synthetic, "dataset/sub": synthetic / "sub", "generated": gen}[where]
+    before = sorted(p.name for p in out.parent.iterdir()) if out.exists() else None
+    code = main(["evaluate", "--dataset", str(synthetic), "--generated", str(gen), "--out", str(out), "--faces", "offline", "--clip", "none", "--force"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "inside --" in err and "fix:" in err
+    assert not (out / "run.json").exists() and not (out / "parts").exists()
+    if before is not None:
+        assert sorted(p.name for p in out.parent.iterdir()) == before

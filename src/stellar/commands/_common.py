@@ -78,6 +78,29 @@ non_negative_int = _int_at_least(0)
 RUN_JSON_FILES = ("run.json", "summary.json")
 
 
+def check_output_outside_inputs(out, inputs: dict) -> None:
+    """Refuse an output folder that is, or lies inside, one of the input folders.
+
+    ``inputs`` maps an option name (``--dataset``) to its folder. Results written into the dataset
+    or the generated set would change that input's fingerprint and mix our files with its own.
+
+    Raises:
+        StellarError: naming both folders and the fix (exit status 2).
+    """
+    from pathlib import Path
+
+    from stellar.errors import StellarError
+
+    target = Path(out).resolve()
+    for option, folder in inputs.items():
+        root = Path(folder).resolve()
+        if target == root or root in target.parents:
+            raise StellarError(
+                f"{out}: the output folder is inside {option} {folder}; writing results there would change that input\n"
+                "  fix: pass an --out folder outside the dataset and the generated set (e.g. runs/<method>)"
+            )
+
+
 def check_run_files(folder, *, need: tuple[str, ...] = ()) -> None:
     """Refuse a run directory whose results files cannot be read, naming the file and the fix.
 

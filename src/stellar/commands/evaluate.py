@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from stellar.commands._common import add_threads_option, check_run_files, non_negative_int, parse_shard, positive_int, print_json, split_list
+from stellar.commands._common import add_threads_option, check_output_outside_inputs, check_run_files, non_negative_int, parse_shard, positive_int, print_json, split_list
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -130,6 +130,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         generator_encoder=args.generator_encoder,
     )
     check_run_files(args.out)  # a corrupt run.json / part file or a file as --out: one message, not a traceback
+    check_output_outside_inputs(args.out, {"--dataset": args.dataset, "--generated": args.generated})
     dataset = StellarDataset(args.dataset)
     generated = GeneratedSet(args.generated, dataset, split=config.split, kinds=config.kinds, seeds=config.seeds)
     print(generated.match_text(), file=sys.stderr)  # the match report, before anything runs (#9 item 10)
