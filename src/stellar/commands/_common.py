@@ -78,6 +78,17 @@ non_negative_int = _int_at_least(0)
 RUN_JSON_FILES = ("run.json", "summary.json")
 
 
+def write_text_output(text: str, out) -> None:
+    """A command's text result: atomically to ``out`` when given (and say so), else to stdout."""
+    from stellar.fileio import atomic_write_text
+
+    if out:
+        atomic_write_text(out, text)
+        print(f"wrote {out}")
+    else:
+        print(text, end="")
+
+
 def check_output_outside_inputs(out, inputs: dict) -> None:
     """Refuse an output folder that is, or lies inside, one of the input folders.
 

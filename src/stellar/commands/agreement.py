@@ -23,9 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_agreement(args: argparse.Namespace) -> int:
-    from stellar.commands._common import split_list
+    from stellar.commands._common import split_list, write_text_output
     from stellar.commands.compare import parse_ci
-    from stellar.fileio import atomic_write_text
     from stellar.report.agreement import agreement, read_judgments
     from stellar.report.leaderboard import load_run
 
@@ -44,9 +43,5 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         ci=parse_ci(args.ci, allow_none=False),
     )
     text = result.render(args.format)
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"wrote {args.out}")
-    else:
-        print(text, end="")
+    write_text_output(text, args.out)
     return 0

@@ -55,9 +55,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from stellar.commands._common import split_list
+    from stellar.commands._common import split_list, write_text_output
     from stellar.errors import StellarError
-    from stellar.fileio import atomic_write_text
     from stellar.report.leaderboard import load_run
     from stellar.report.stats import compare_runs
 
@@ -77,9 +76,5 @@ def cmd_compare(args: argparse.Namespace) -> int:
         permutations=args.permutations,
     )
     text = result.render(args.format)
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"wrote {args.out}")
-    else:
-        print(text, end="")
+    write_text_output(text, args.out)
     return 0

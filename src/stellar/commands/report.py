@@ -24,10 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from stellar.commands.compare import parse_ci
-    from stellar.fileio import atomic_write_text
     from stellar.report.leaderboard import leaderboard, load_run, render
 
-    from stellar.commands._common import check_run_files
+    from stellar.commands._common import check_run_files, write_text_output
 
     runs = []
     for spec in args.runs:
@@ -38,11 +37,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         return _html(args, runs)
     ci = parse_ci(args.ci, allow_none=True)
     text = render(leaderboard(runs, by=args.by, ci=ci, n_boot=args.bootstrap, seed=args.seed, resample=args.resample), args.format)
-    if args.out:
-        atomic_write_text(args.out, text)
-        print(f"wrote {args.out}")
-    else:
-        print(text, end="")
+    write_text_output(text, args.out)
     return 0
 
 

@@ -115,17 +115,22 @@ def _references(cache, protocol, items, encode, batch_size) -> tuple[list[np.nda
     return _cached_images(cache, protocol, [it.reference_key for it in items], lambda k: by_key[k].load_reference(), encode, batch_size)
 
 
-class DinoScorer:
-    """``dino`` = cos(DINO CLS(input photo), DINO CLS(generated image))."""
+class _PhotoPairScorer:
+    """A metric of the cosine between an encoder's embeddings of the input photo and of the generated
+    image (both cached per content hash); subclasses name the metric and map the cosine to its value."""
 
-    name = "dino"
-    metrics = ("dino",)
+    name = ""
+    metrics: tuple[str, ...] = ()
 
     def __init__(self, encoder, batch_size: int = 8):
-        self.encoder = encoder  # stellar.models.standard.DinoEncoder (or anything with encode_images/protocol)
+        self.encoder = encoder  # anything with encode_images(images) -> unit vectors, and protocol
         self.protocol = encoder.protocol
         self.batch_size = batch_size
         self.encoded: Counter = Counter()
+
+    @staticmethod
+    def value(cosine: float) -> float:
+        raise NotImplementedError
 
     def score(self, items: Sequence[ScoringItem], cache: FeatureCache) -> list[dict[str, object]]:
         if not items:
@@ -133,7 +138,18 @@ class DinoScorer:
         gen, n_gen = _generated(cache, self.protocol, items, self.encoder.encode_images, self.batch_size)
         ref, n_ref = _references(cache, self.protocol, items, self.encoder.encode_images, self.batch_size)
         self.encoded.update(generated=n_gen, reference=n_ref)
-        return [{"dino": float(np.dot(g.astype(np.float64), r.astype(np.float64)))} for g, r in zip(gen, ref)]
+        return [{self.name: self.value(float(np.dot(g.astype(np.float64), r.astype(np.float64))))} for g, r in zip(gen, ref)]
+
+
+class DinoScorer(_PhotoPairScorer):
+    """``dino`` = cos(DINO CLS(input photo), DINO CLS(generated image)) (stellar.models.standard.DinoEncoder)."""
+
+    name = "dino"
+    metrics = ("dino",)
+
+    @staticmethod
+    def value(cosine: float) -> float:
+        return cosine
 
 
 class PickScoreScorer:
@@ -259,26 +275,20 @@ class ImageRewardScorer:
         return [{"image_reward": found[k][0], "image_reward_prompt_truncated": found[k][1]} for k in keys]
 
 
-class DreamSimScorer:
+class DreamSimScorer(_PhotoPairScorer):
     """``dreamsim`` = 1 − cos(DreamSim(input photo), DreamSim(generated image)) (:mod:`stellar.models.dreamsim`;
     the embeddings are centred and L2-normalised, cached per image content hash)."""
 
     name = "dreamsim"
     metrics = ("dreamsim",)
 
-    def __init__(self, model, batch_size: int = 8):
-        self.model = model  # stellar.models.dreamsim.DreamSimModel (or anything with encode_images/protocol)
-        self.protocol = model.protocol
-        self.batch_size = batch_size
-        self.encoded: Counter = Counter()
+    @staticmethod
+    def value(cosine: float) -> float:
+        return 1.0 - cosine
 
-    def score(self, items: Sequence[ScoringItem], cache: FeatureCache) -> list[dict[str, object]]:
-        if not items:
-            return []
-        gen, n_gen = _generated(cache, self.protocol, items, self.model.encode_images, self.batch_size)
-        ref, n_ref = _references(cache, self.protocol, items, self.model.encode_images, self.batch_size)
-        self.encoded.update(generated=n_gen, reference=n_ref)
-        return [{"dreamsim": float(1.0 - np.dot(g.astype(np.float64), r.astype(np.float64)))} for g, r in zip(gen, ref)]
+    @property
+    def model(self):  # stellar.models.dreamsim.DreamSimModel
+        return self.encoder
 
 
 # ------------------------------------------------------------------------------- factories (SCORERS)
