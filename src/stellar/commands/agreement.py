@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stellar.commands.compare import at_least
+from stellar.commands._common import non_negative_int, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--metrics", default=None, help="comma-separated metrics (default: every per-image metric all runs have, and aps_image)")
     a.add_argument("--format", default="md", choices=["md", "csv", "latex"])
     a.add_argument("--ci", default="0.95", help="bootstrap interval level (default 0.95)")
-    a.add_argument("--bootstrap", type=at_least(1), default=1000, metavar="N", help="bootstrap replicates over judged items (default 1000)")
-    a.add_argument("--seed", type=at_least(0), default=0, help="seed of the resampling (same seed → same table)")
+    a.add_argument("--bootstrap", type=positive_int, default=1000, metavar="N", help="bootstrap replicates over judged items (default 1000)")
+    a.add_argument("--seed", type=non_negative_int, default=0, help="seed of the resampling (same seed → same table)")
     a.add_argument("--out", type=Path, default=None, help="write to a file instead of stdout")
     a.set_defaults(func=cmd_agreement)
 

@@ -5,26 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-
-def at_least(minimum: int):
-    """An argparse ``type``: an integer ≥ ``minimum`` (argparse prints the usage error)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is below {minimum}")
-        return value
-
-    return parse
+from stellar.commands._common import non_negative_int, positive_int
 
 
 def add_bootstrap_options(p: argparse.ArgumentParser) -> None:
     """``--bootstrap N --seed S --resample subject|job``, shared by report, compare and agreement."""
-    p.add_argument("--bootstrap", type=at_least(1), default=1000, metavar="N", help="bootstrap replicates (default 1000)")
-    p.add_argument("--seed", type=at_least(0), default=0, help="seed of the resampling (same seed → same table)")
+    p.add_argument("--bootstrap", type=positive_int, default=1000, metavar="N", help="bootstrap replicates (default 1000)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the resampling (same seed → same table)")
     p.add_argument("--resample", default="subject", choices=["subject", "job"], help="resampling unit (default: subject, a cluster bootstrap)")
 
 
@@ -49,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--format", default="md", choices=["md", "csv", "json"])
     c.add_argument("--ci", default="0.95", help="interval level; also the significance level 1 − ci of the verdicts (default 0.95)")
     add_bootstrap_options(c)
-    c.add_argument("--permutations", type=at_least(1), default=10000, help="Monte-Carlo sign flips when there are more than 16 units (default 10000)")
+    c.add_argument("--permutations", type=positive_int, default=10000, help="Monte-Carlo sign flips when there are more than 16 units (default 10000)")
     c.add_argument("--out", type=Path, default=None, help="write to a file instead of stdout")
     c.set_defaults(func=cmd_compare)
 
