@@ -343,3 +343,33 @@ def test_report_intervals_keeps_the_grouped_api_the_html_report_uses():
     assert grouped["H"] == row_intervals(frame[frame["kind"] == "H"], ["ips", "aps"], n_boot=100)
     assert set(report_intervals(frame, ["ips"], n_boot=50)) == {"all"}
     assert set(report_intervals(frame, ["ips"], by="category", n_boot=50)) == {"animals", "objects", "scenes"}
+
+
+def test_aps_of_each_face_preset_gets_its_interval():
+    """A several-preset run has ``aps_pred_A@PRESET`` columns: ``aps@PRESET`` gets a probes-fixed interval
+    like ``aps`` (it had none), from that preset's predictions and the shared labels."""
+    frame = per_image_frame(6, 10, seed=4, aps_accuracy=0.7)
+    other = per_image_frame(6, 10, seed=9, aps_accuracy=0.55)
+    for a in APS_ATTRIBUTES:
+        frame[f"aps_pred_{a}@second"] = other[f"aps_pred_{a}"].to_numpy()
+    ivs = bootstrap_intervals(frame, n_boot=300, seed=0)
+    assert {"aps", "aps@second"} <= set(ivs)
+    renamed = frame.drop(columns=[f"aps_pred_{a}" for a in APS_ATTRIBUTES]).rename(columns={f"aps_pred_{a}@second": f"aps_pred_{a}" for a in APS_ATTRIBUTES})
+    plain = bootstrap_intervals(renamed, ["aps"], n_boot=300, seed=0)["aps"]
+    assert (ivs["aps@second"].mean, ivs["aps@second"].lo, ivs["aps@second"].hi) == (plain.mean, plain.lo, plain.hi)
+    assert ivs["aps@second"].mean != pytest.approx(ivs["aps"].mean)
+    from stellar.report.stats import row_intervals
+
+    rows = row_intervals(frame, ["aps", "aps@second", "ips"], n_boot=300, seed=0)
+    assert rows["aps@second"].mean == plain.mean and "aps" in rows
+
+
+def test_compare_leaves_out_per_preset_aps_and_says_so(tmp_path):
+    frame = per_image_frame(6, 10, seed=4, aps_accuracy=0.7)
+    for a in APS_ATTRIBUTES:
+        frame[f"aps_pred_{a}@second"] = frame[f"aps_pred_{a}"].to_numpy()
+    runs = [load_run(write_run(tmp_path / n, frame, method=n), n) for n in ("a", "b")]
+    result = compare_runs(runs, n_boot=50, permutations=100)
+    assert "aps@second" not in result.metrics and "aps" in result.metrics
+    with pytest.raises(StellarError, match="aps@PRESET"):
+        compare_runs(runs, metrics=["aps@second"], n_boot=50)

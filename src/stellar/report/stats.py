@@ -206,10 +206,11 @@ def _nanmean_rows(x: np.ndarray) -> np.ndarray:
     return np.where(k > 0, np.where(valid, x, 0.0).sum(axis=1) / np.maximum(k, 1), np.nan)
 
 
-def _aps_counts(frame: pd.DataFrame, codes: np.ndarray, n_units: int) -> _ApsCounts | None:
+def _aps_counts(frame: pd.DataFrame, codes: np.ndarray, n_units: int, variant: str | None = None) -> _ApsCounts | None:
     """Per-unit confusion counts under the row rule of :func:`stellar.metrics.aggregate.aggregate`:
-    a row counts for an attribute when its label and its prediction are both non-zero."""
-    cols = agg.aps_columns(frame)
+    a row counts for an attribute when its label and its prediction are both non-zero. ``variant``:
+    a face preset of a several-preset run (``aps@paper`` reads the ``aps_pred_A@paper`` columns)."""
+    cols = agg.aps_columns(frame, variant)
     if cols is None:
         return None
     attrs, labels, preds = cols
@@ -261,14 +262,28 @@ def percentile_interval(replicates: np.ndarray, ci: float) -> tuple[np.ndarray, 
     return lo, hi
 
 
+def _is_aps(metric: str) -> bool:
+    return split_variant(metric)[0] == "aps"
+
+
+def _aps_presets(frame: pd.DataFrame) -> list[str]:
+    """``aps@PRESET`` for each face preset of a several-preset run whose APS columns the table has."""
+    presets = dict.fromkeys(split_variant(c)[1] for c in frame.columns if c.startswith(agg.APS_PRED) and split_variant(c)[1])
+    return [f"aps@{v}" for v in presets if agg.aps_columns(frame, v) is not None]
+
+
 def table_metrics(frame: pd.DataFrame, metrics: Sequence[str] | None = None) -> list[str]:
-    """Image-level metric columns of the table (in :data:`METRICS` order), plus ``aps`` when its columns exist."""
+    """Image-level metric columns of the table (in :data:`METRICS` order), plus ``aps`` (and ``aps@PRESET``)
+    when its columns exist."""
     if metrics is None:
         out = [m for m in IMAGE_METRICS if m in frame]
         out += [c for c in frame.columns if split_variant(c)[1] is not None and split_variant(c)[0] in IMAGE_METRICS]  # ips@paper, ... (issue 12)
-        return out + (["aps"] if aps_attributes(frame) else [])
+        return out + (["aps"] if aps_attributes(frame) else []) + _aps_presets(frame)
     for m in metrics:
-        if m == "aps":
+        if _is_aps(m) and m != "aps":
+            if agg.aps_columns(frame, split_variant(m)[1]) is None:
+                raise StellarError(f"metric {m!r}: the results table has no aps_pred_*@{split_variant(m)[1]} columns")
+        elif m == "aps":
             if not aps_attributes(frame):
                 raise StellarError("metric 'aps': the results table has no aps_label_*/aps_pred_* columns (re-run `stellar evaluate` with a version that writes them)")
         elif m not in frame:
@@ -292,27 +307,28 @@ def bootstrap_intervals(
     ``(table, seed, n_boot, resample)``.
     """
     metrics = table_metrics(frame, metrics)
-    img = [m for m in metrics if m != "aps"]
+    img = [m for m in metrics if not _is_aps(m)]
     codes, n_units = unit_codes(frame, resample)
     values = _metric_values(frame, img)
     sums, counts = _unit_sums(values, codes, n_units)
-    aps = _aps_counts(frame, codes, n_units) if "aps" in metrics else None
+    aps_all = {m: _aps_counts(frame, codes, n_units, split_variant(m)[1]) for m in metrics if _is_aps(m)}
+    aps_all = {m: a for m, a in aps_all.items() if a is not None}
     reps = []
     for w in replicate_counts(max(n_units, 1), n_boot, seed):
         if n_units == 0:
             w = np.zeros((len(w), 0))
         cols = [_ratio(w @ sums, w @ counts)]
-        if aps is not None:
+        for aps in aps_all.values():
             cols.append(aps.auc(w)[:, None] if aps.used.any() else np.full((len(w), 1), np.nan))
         reps.append(np.concatenate(cols, axis=1))
     rep = np.concatenate(reps, axis=0)
     lo, hi = percentile_interval(rep, ci)
     point = list(_ratio(sums.sum(axis=0), counts.sum(axis=0)))
     ns = [int(c) for c in counts.sum(axis=0)]
-    if aps is not None:
+    for aps in aps_all.values():
         point.append(float(aps.auc(np.ones((1, n_units)))[0]) if aps.used.any() and n_units else float("nan"))
         ns.append(len(frame))
-    names = img + (["aps"] if aps is not None else [])
+    names = img + list(aps_all)
     return {m: Interval(float(point[i]), float(lo[i]), float(hi[i]), ns[i]) for i, m in enumerate(names)}
 
 
@@ -333,7 +349,7 @@ def interval_table(
     prompt). Each group is bootstrapped on its own rows with the same seed. Metrics missing from
     the table are left out.
     """
-    metrics = [m for m in metrics if (m == "aps" and aps_attributes(frame)) or m in frame]
+    metrics = [m for m in metrics if (_is_aps(m) and agg.aps_columns(frame, split_variant(m)[1]) is not None) or m in frame]
     kw = dict(n_boot=n_boot, seed=seed, ci=ci, resample=resample)
     if by is None:
         return {"all": bootstrap_intervals(frame, metrics, **kw)}
@@ -528,10 +544,12 @@ def compare_runs(
     names = [r.name for r in runs]
     if len(set(names)) != len(names):
         raise StellarError(f"two runs share the name {[n for n in names if names.count(n) > 1][0]!r}: name them with RUN=NAME")
-    if metrics is None:
+    if metrics is None:  # the per-preset APS of a several-preset run (aps@PRESET) has intervals, not paired tests
         common = [set(table_metrics(r.per_image)) for r in runs]
-        metrics = [m for m in table_metrics(runs[0].per_image) if all(m in c for c in common)]
+        metrics = [m for m in table_metrics(runs[0].per_image) if all(m in c for c in common) and (m == "aps" or not _is_aps(m))]
     else:
+        if any(_is_aps(m) and m != "aps" for m in metrics):
+            raise StellarError("stellar compare tests 'aps' of the first face preset only; aps@PRESET has intervals in `stellar report --ci`")
         for r in runs:
             try:
                 table_metrics(r.per_image, metrics)
@@ -663,7 +681,8 @@ def row_intervals(
     wanted = {c: _REPORT_SOURCE.get(c, c) for c in columns if c in METRICS or c in _REPORT_SOURCE}
     sources = [
         s for s in dict.fromkeys(wanted.values())
-        if (s == "aps" and aps_attributes(frame)) or (s != "aps" and s in frame and (s in _REPORT_SOURCE.values() or METRICS[s].level == "image"))
+        if (_is_aps(s) and agg.aps_columns(frame, split_variant(s)[1]) is not None)
+        or (not _is_aps(s) and s in frame and (s in _REPORT_SOURCE.values() or METRICS[s].level == "image"))
     ]  # fmt: skip
     if not sources or not len(frame):
         return {}
