@@ -134,7 +134,8 @@ def aggregate(frame: pd.DataFrame, metrics: Sequence[str], *, expected: int | No
     return out
 
 
-def _categories(frame: pd.DataFrame) -> list[str]:
+def categories(frame: pd.DataFrame) -> list[str]:
+    """The Stellar-T categories present in the table, sorted (a job counts in each of its prompt's)."""
     if "categories" not in frame:
         return []
     return sorted({c for cs in frame["categories"] for c in (cs if cs is not None else [])})
@@ -161,6 +162,6 @@ def summarize(
         "overall": aggregate(frame, metrics, expected=expected),
         "by_kind": {k: aggregate(frame[frame["kind"] == k], metrics, expected=exp_k.get(k)) for k in kinds},
         "by_category": {
-            c: aggregate(frame[category_mask(frame, c)], metrics, expected=exp_c.get(c)) for c in sorted(set(_categories(frame)) | set(exp_c))
+            c: aggregate(frame[category_mask(frame, c)], metrics, expected=exp_c.get(c)) for c in sorted(set(categories(frame)) | set(exp_c))
         },
     }

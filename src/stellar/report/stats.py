@@ -351,13 +351,18 @@ def interval_table(
     """
     metrics = [m for m in metrics if (_is_aps(m) and agg.aps_columns(frame, split_variant(m)[1]) is not None) or m in frame]
     kw = dict(n_boot=n_boot, seed=seed, ci=ci, resample=resample)
+    return {g: bootstrap_intervals(f, metrics, **kw) for g, f in row_groups(frame, by).items()}
+
+
+def row_groups(frame: pd.DataFrame, by: str | None) -> dict[str, pd.DataFrame]:
+    """The row groups of a report table: ``None`` → ``{"all": frame}``; ``"split"`` → ``T``/``H`` (kinds
+    present); ``"category"`` → one group per Stellar-T category (:func:`stellar.metrics.aggregate.category_mask`)."""
     if by is None:
-        return {"all": bootstrap_intervals(frame, metrics, **kw)}
+        return {"all": frame}
     if by == "split":
-        return {k: bootstrap_intervals(frame[frame["kind"] == k], metrics, **kw) for k in ("T", "H") if (frame["kind"] == k).any()}
+        return {k: frame[frame["kind"] == k] for k in ("T", "H") if (frame["kind"] == k).any()}
     if by == "category":
-        cats = sorted({c for cs in frame["categories"] for c in (cs if cs is not None else [])})
-        return {cat: bootstrap_intervals(frame[agg.category_mask(frame, cat).to_numpy(dtype=bool)], metrics, **kw) for cat in cats}
+        return {c: frame[agg.category_mask(frame, c).to_numpy(dtype=bool)] for c in agg.categories(frame)}
     raise StellarError(f"--by {by!r}: use split or category")
 
 
@@ -707,16 +712,7 @@ def report_intervals(
     :func:`stellar.metrics.aggregate.category_mask`, as the tables are).
     """
     kw = dict(n_boot=n_boot, seed=seed, ci=ci, resample=resample)
-    if by is None:
-        groups = {"all": frame}
-    elif by == "split":
-        groups = {k: frame[frame["kind"] == k] for k in ("T", "H") if (frame["kind"] == k).any()}
-    elif by == "category":
-        cats = sorted({c for cs in frame["categories"] for c in (cs if cs is not None else [])})
-        groups = {c: frame[agg.category_mask(frame, c).to_numpy(dtype=bool)] for c in cats}
-    else:
-        raise StellarError(f"--by {by!r}: use split or category")
-    return {g: ivs for g, f in groups.items() if (ivs := row_intervals(f, columns, **kw))}
+    return {g: ivs for g, f in row_groups(frame, by).items() if (ivs := row_intervals(f, columns, **kw))}
 
 
 def interval_note(ci: float, n_boot: int, seed: int, resample: str) -> str:
